@@ -1,0 +1,85 @@
+"""Every configuration key, named once, with its default.
+
+``AISSE`` resolves each key in ``init_app`` with the precedence
+constructor argument > ``app.config`` > the default below. ``docs/config.rst``
+documents every key listed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+EXTENSION_NAME: Final = "ai_sse"
+
+# -- provider ---------------------------------------------------------------
+PROVIDER: Final = "AI_SSE_PROVIDER"
+MODEL: Final = "AI_SSE_MODEL"
+API_KEY: Final = "AI_SSE_API_KEY"
+BASE_URL: Final = "AI_SSE_BASE_URL"
+PROVIDER_OPTIONS: Final = "AI_SSE_PROVIDER_OPTIONS"
+CONNECT_TIMEOUT: Final = "AI_SSE_CONNECT_TIMEOUT"
+READ_TIMEOUT: Final = "AI_SSE_READ_TIMEOUT"
+TOTAL_TIMEOUT: Final = "AI_SSE_TOTAL_TIMEOUT"
+MAX_RETRIES: Final = "AI_SSE_MAX_RETRIES"
+RETRY_MAX_WAIT: Final = "AI_SSE_RETRY_MAX_WAIT"
+FALLBACKS: Final = "AI_SSE_FALLBACKS"
+POOL_SIZE: Final = "AI_SSE_POOL_SIZE"
+
+# -- fake provider -----------------------------------------------------------
+FAKE_DELAY: Final = "AI_SSE_FAKE_DELAY"
+FAKE_RESPONSE: Final = "AI_SSE_FAKE_RESPONSE"
+
+# -- wire format and engine ----------------------------------------------------
+KEEPALIVE: Final = "AI_SSE_KEEPALIVE"
+RETRY: Final = "AI_SSE_RETRY"
+STORE: Final = "AI_SSE_STORE"
+STREAM_TTL: Final = "AI_SSE_STREAM_TTL"
+STREAM_MAX_EVENTS: Final = "AI_SSE_STREAM_MAX_EVENTS"
+DISCONNECT_GRACE: Final = "AI_SSE_DISCONNECT_GRACE"
+DISCONNECT_POLICY: Final = "AI_SSE_DISCONNECT_POLICY"
+STREAM_TIMEOUT: Final = "AI_SSE_STREAM_TIMEOUT"
+FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
+
+# -- HTTP ---------------------------------------------------------------------
+URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
+REGISTER_BLUEPRINT: Final = "AI_SSE_REGISTER_BLUEPRINT"
+RATE_LIMIT: Final = "AI_SSE_RATE_LIMIT"
+MAX_BODY_BYTES: Final = "AI_SSE_MAX_BODY_BYTES"
+MAX_PROMPT_CHARS: Final = "AI_SSE_MAX_PROMPT_CHARS"
+MAX_MESSAGES: Final = "AI_SSE_MAX_MESSAGES"
+MAX_MESSAGE_CHARS: Final = "AI_SSE_MAX_MESSAGE_CHARS"
+MAX_TOKENS_LIMIT: Final = "AI_SSE_MAX_TOKENS_LIMIT"
+
+DEFAULTS: Final[dict[str, Any]] = {
+    PROVIDER: "fake",
+    MODEL: None,
+    API_KEY: None,
+    BASE_URL: None,
+    PROVIDER_OPTIONS: {},
+    CONNECT_TIMEOUT: 10.0,
+    READ_TIMEOUT: 120.0,
+    TOTAL_TIMEOUT: 600.0,
+    MAX_RETRIES: 2,
+    RETRY_MAX_WAIT: 20.0,
+    FALLBACKS: [],
+    POOL_SIZE: 100,
+    FAKE_DELAY: 0.02,
+    FAKE_RESPONSE: None,
+    KEEPALIVE: 15.0,
+    RETRY: 3000,
+    STORE: "memory",
+    STREAM_TTL: 600.0,
+    STREAM_MAX_EVENTS: 20000,
+    DISCONNECT_GRACE: 5.0,
+    DISCONNECT_POLICY: "cancel",
+    STREAM_TIMEOUT: 600.0,
+    FLUSH_INTERVAL: 0.0,
+    URL_PREFIX: "/ai",
+    REGISTER_BLUEPRINT: True,
+    RATE_LIMIT: None,
+    MAX_BODY_BYTES: 256 * 1024,
+    MAX_PROMPT_CHARS: 32_000,
+    MAX_MESSAGES: 200,
+    MAX_MESSAGE_CHARS: 32_000,
+    MAX_TOKENS_LIMIT: 1_000_000,
+}

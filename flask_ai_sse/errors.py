@@ -1,0 +1,190 @@
+"""The one exception tree of flask-ai-sse.
+
+Lower-level errors (``requests``, ``redis``, JSON) are translated into these at
+one boundary each, with ``raise ... from exc``::
+
+    AISSEError
+    ├── ConfigurationError           the app is set up wrongly (raised at start-up)
+    ├── RequestError (4xx)           bad input, before any stream starts
+    │   ├── ValidationError (400)
+    │   ├── PayloadTooLarge (413)
+    │   ├── NotFound (404)           unknown stream or conversation, or not yours
+    │   └── TooManyRequests (429)    rate limit or concurrency cap
+    ├── ProviderError (502)          the upstream model provider failed
+    │   ├── ProviderStatusError (502, or 429 when it keeps limiting us)
+    │   ├── ProviderConnectionError (502)
+    │   ├── ProviderTimeout (504)    connect, read-idle or total timeout
+    │   └── ProviderProtocolError (502)  malformed stream, missing terminator
+    ├── StreamTimeout (504)          the whole stream ran too long or went silent
+    ├── StreamCancelled              raised inside a cancelled generation
+    └── StoreError (503)             the stream store (Redis) failed
+
+Every error has a stable ``type`` (the ``type`` of the JSON error body and of
+``event: error``), an HTTP ``status`` for errors raised before a stream starts,
+and a ``message`` safe to show to a client: never a key nor an internal detail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AISSEError(Exception):
+    """Base class of every error the library raises."""
+
+    type: str = "internal_error"
+    status: int = 500
+    #: Shown to clients. Subclasses override with something generic and safe.
+    public_message: str = "Internal error."
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.public_message
+        self.details = details
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"error": {...}}`` body shared by HTTP errors and ``event: error``."""
+        return {"error": {"type": self.type, "message": self.message}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class ConfigurationError(AISSEError):
+    type = "configuration_error"
+
+
+class RequestError(AISSEError):
+    type = "invalid_request"
+    status = 400
+    public_message = "Invalid request."
+
+
+class ValidationError(RequestError):
+    """Bad input. ``type`` is refined per kind of error (``missing_prompt``, ...)."""
+
+    def __init__(self, message: str, *, type: str = "invalid_request", **details: Any) -> None:
+        super().__init__(message, **details)
+        self.type = type
+
+
+class PayloadTooLarge(RequestError):
+    type = "payload_too_large"
+    status = 413
+    public_message = "The request body is too large."
+
+
+class NotFound(RequestError):
+    type = "not_found"
+    status = 404
+    public_message = "Not found."
+
+
+class TooManyRequests(RequestError):
+    type = "rate_limited"
+    status = 429
+    public_message = "Too many requests."
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1, **details: Any):
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class ProviderError(AISSEError):
+    """The model provider failed. ``provider`` names it; the key never appears."""
+
+    type = "provider_error"
+    status = 502
+    public_message = "The model provider failed."
+
+    def __init__(self, message: str | None = None, *, provider: str = "", **details: Any):
+        super().__init__(message, **details)
+        self.provider = provider
+
+
+class ProviderStatusError(ProviderError):
+    """The provider answered an HTTP error status (after any retries)."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        provider: str = "",
+        upstream_status: int = 0,
+        retry_after: float | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, provider=provider, **details)
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+        if upstream_status == 429:
+            self.type = "provider_rate_limited"
+            self.status = 429
+        elif upstream_status in (401, 403):
+            self.type = "provider_auth_error"
+        elif 400 <= upstream_status < 500:
+            self.type = "provider_refused"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.status == 429:
+            return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
+        return {}
+
+
+class ProviderConnectionError(ProviderError):
+    type = "provider_unavailable"
+    public_message = "Could not reach the model provider."
+
+
+class ProviderTimeout(ProviderError):
+    type = "timeout"
+    status = 504
+    public_message = "The model provider timed out."
+
+
+class ProviderProtocolError(ProviderError):
+    type = "provider_protocol_error"
+    public_message = "The model provider sent a malformed stream."
+
+
+class StreamTimeout(AISSEError):
+    type = "timeout"
+    status = 504
+    public_message = "The stream timed out."
+
+
+class StreamCancelled(AISSEError):
+    type = "cancelled"
+    status = 409
+    public_message = "The stream was cancelled."
+
+
+class StoreError(AISSEError):
+    type = "store_unavailable"
+    status = 503
+    public_message = "The stream store is unavailable."
+
+
+__all__ = [
+    "AISSEError",
+    "ConfigurationError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderProtocolError",
+    "ProviderStatusError",
+    "ProviderTimeout",
+    "RequestError",
+    "StoreError",
+    "StreamCancelled",
+    "StreamTimeout",
+    "TooManyRequests",
+    "ValidationError",
+]

@@ -1,0 +1,108 @@
+"""What every provider adapter implements. Nothing here knows of Flask.
+
+An adapter's :meth:`Provider.open` makes the upstream request and returns once
+the upstream status is known (after retries), so that a failure before the
+first byte can still become a real HTTP error. The :class:`ChunkStream` it
+returns is iterated by one greenlet (the producer); :meth:`ChunkStream.abort`
+may be called from any other one and must make that reader's blocked read end
+promptly, without touching the reader's objects itself (closing a ``requests``
+response from another greenlet while one reads it fails and leaks the socket).
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Settings for one provider, resolved from config by the extension."""
+
+    name: str
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    total_timeout: float = 600.0
+    max_retries: int = 2
+    retry_max_wait: float = 20.0
+    pool_size: int = 100
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class ChunkStream(abc.ABC):
+    """An open upstream answer: an iterator of :class:`Chunk` with ``close``/``abort``."""
+
+    provider: str
+    model: str
+
+    def __init__(self, *, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self._aborted = threading.Event()
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the upstream response. Called by the greenlet that iterates."""
+
+    def abort(self) -> None:
+        """Make the iterating greenlet stop soon; safe from any greenlet or thread.
+
+        After it, iteration ends (it may raise a :class:`~flask_ai_sse.errors.ProviderError`,
+        which the caller that aborted can ignore).
+        """
+        self._aborted.set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def __enter__(self) -> ChunkStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Provider(abc.ABC):
+    """A model provider's adapter. One instance per app and provider."""
+
+    #: The name used in ``AI_SSE_PROVIDER`` and in ``start`` events.
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @property
+    def model(self) -> str:
+        return self.config.model or self.default_model
+
+    @abc.abstractmethod
+    def open(self, request: ChatRequest) -> ChunkStream:
+        """Start a streamed answer; return once the upstream status is known."""
+
+    def complete(self, request: ChatRequest) -> Answer:
+        """A whole answer without streaming. Adapters with a non-streaming API override it."""
+        stream = self.open(request)
+        builder = AnswerBuilder(model=stream.model, provider=stream.provider)
+        with stream:
+            for chunk in stream:
+                builder.add(chunk)
+        return builder.answer()
+
+    def close(self) -> None:
+        """Release pooled connections (called when the app's extension state goes away)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} model={self.model!r}>"
