@@ -26,6 +26,14 @@ def create_provider(config: ProviderConfig) -> Provider:
     return factory(config)
 
 
+def build_provider(config: ProviderConfig, fallbacks: list[ProviderConfig] | None = None) -> Provider:
+    """The provider the extension uses: ``config``'s adapter, then ``fallbacks`` in order."""
+    primary = create_provider(config)
+    if not fallbacks:
+        return primary
+    raise ConfigurationError("AI_SSE_FALLBACKS is not supported yet.")
+
+
 __all__ = [
     "REGISTRY",
     "ChunkStream",
@@ -33,5 +41,6 @@ __all__ = [
     "FakeReply",
     "Provider",
     "ProviderConfig",
+    "build_provider",
     "create_provider",
 ]
