@@ -4,7 +4,43 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .chunks import Answer, ChatRequest, Chunk, Usage
+from .engine.custom import End, error_event
+from .errors import (
+    AISSEError,
+    ConfigurationError,
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+    StoreError,
+    StreamTimeout,
+    ValidationError,
+)
+from .extension import AISSE
+from .sse import Comment, ServerSentEvent
+
 try:
     __version__ = version("flask-ai-sse")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
+
+__all__ = [
+    "AISSE",
+    "AISSEError",
+    "Answer",
+    "ChatRequest",
+    "Chunk",
+    "Comment",
+    "ConfigurationError",
+    "End",
+    "NotFound",
+    "ProviderError",
+    "ProviderTimeout",
+    "ServerSentEvent",
+    "StoreError",
+    "StreamTimeout",
+    "Usage",
+    "ValidationError",
+    "__version__",
+    "error_event",
+]

@@ -39,6 +39,7 @@ DISCONNECT_GRACE: Final = "AI_SSE_DISCONNECT_GRACE"
 DISCONNECT_POLICY: Final = "AI_SSE_DISCONNECT_POLICY"
 STREAM_TIMEOUT: Final = "AI_SSE_STREAM_TIMEOUT"
 FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
+PROGRESS_EVERY: Final = "AI_SSE_PROGRESS_EVERY"
 
 # -- HTTP ---------------------------------------------------------------------
 URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
@@ -74,6 +75,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     DISCONNECT_POLICY: "cancel",
     STREAM_TIMEOUT: 600.0,
     FLUSH_INTERVAL: 0.0,
+    PROGRESS_EVERY: 0,
     URL_PREFIX: "/ai",
     REGISTER_BLUEPRINT: True,
     RATE_LIMIT: None,

@@ -8,6 +8,7 @@ one boundary each, with ``raise ... from exc``::
     ├── RequestError (4xx)           bad input, before any stream starts
     │   ├── ValidationError (400)
     │   ├── PayloadTooLarge (413)
+    │   ├── UnsupportedMediaType (415)
     │   ├── NotFound (404)           unknown stream or conversation, or not yours
     │   └── TooManyRequests (429)    rate limit or concurrency cap
     ├── ProviderError (502)          the upstream model provider failed
@@ -17,6 +18,7 @@ one boundary each, with ``raise ... from exc``::
     │   └── ProviderProtocolError (502)  malformed stream, missing terminator
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamCancelled              raised inside a cancelled generation
+    ├── StreamGapError (410)         a reader fell behind the bounded log
     └── StoreError (503)             the stream store (Redis) failed
 
 Every error has a stable ``type`` (the ``type`` of the JSON error body and of
@@ -73,6 +75,12 @@ class PayloadTooLarge(RequestError):
     type = "payload_too_large"
     status = 413
     public_message = "The request body is too large."
+
+
+class UnsupportedMediaType(RequestError):
+    type = "unsupported_media_type"
+    status = 415
+    public_message = "Send the request body as application/json."
 
 
 class NotFound(RequestError):
@@ -186,5 +194,17 @@ __all__ = [
     "StreamCancelled",
     "StreamTimeout",
     "TooManyRequests",
+    "UnsupportedMediaType",
     "ValidationError",
 ]
+
+
+class StreamGapError(AISSEError):
+    """A reader fell behind the bounded log; what it missed is gone."""
+
+    type = "stream_gap"
+    status = 410
+    public_message = "Events were dropped before this client read them."
+
+
+__all__ += ["StreamGapError"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,17 +30,28 @@ __all__ = [
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BOM = "\ufeff"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: The line the default protocol ends every stream with.
 DONE = b"data: [DONE]\n\n"
 
 
 def json_dumps(value: Any) -> str:
-    """Compact JSON on one line: JSON escapes CR and LF, so it never breaks framing."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON on one line: JSON escapes CR and LF, so it never breaks framing.
+
+    Non-ASCII stays as is (``ensure_ascii=False``), except lone surrogates
+    (half an emoji, from an upstream ``"\\ud83d"``), which are escaped, because
+    they cannot be encoded as UTF-8. NaN and infinities raise
+    :class:`ValueError`: a browser's ``JSON.parse`` rejects them.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # Raw surrogates can only be inside JSON strings, where \uXXXX means the same.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def _check_field(name: str, value: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"SSE {name} must be a str, not {type(value).__name__}")
     if "\r" in value or "\n" in value:
         raise ValueError(f"SSE {name} must not contain CR or LF: {value!r}")
     if name == "id" and "\0" in value:
@@ -58,9 +69,15 @@ def encode(
 ) -> bytes:
     """Encode one event as bytes, ending with the blank line that dispatches it.
 
-    ``data`` that is not a ``str`` is sent as compact JSON. Text with line
-    breaks becomes several ``data:`` lines, which the client joins with LF.
-    A CR or LF in ``event`` or ``id`` raises :class:`ValueError`.
+    ``data`` that is not a ``str`` is sent as compact JSON (see
+    :func:`json_dumps`), always on one line. Text with line breaks (CRLF, CR
+    or LF) becomes several ``data:`` lines, which the client joins with LF: so
+    ``"a\\r\\nb"`` arrives as ``"a\\nb"``. That is the SSE rule, not a choice;
+    send JSON to carry CRs exactly. A ``comment`` with line breaks becomes
+    several comment lines.
+
+    A CR or LF in ``event`` or ``id``, a NUL in ``id``, or a ``retry`` that is
+    not a non-negative ``int`` raises :class:`ValueError`.
     """
     parts: list[str] = []
     if comment is not None:
@@ -131,20 +148,37 @@ class SSEDecoder:
     ['Hello']
 
     With ``comments=True`` comment lines are returned too, as :class:`Comment`.
+
+    :attr:`last_event_id` is what a browser would send as ``Last-Event-ID``: it
+    changes only when an event is dispatched (a blank line), never for an ``id``
+    field of an event that has not ended yet. It and :attr:`retry` survive
+    :meth:`close`, so one decoder can follow a stream across reconnections.
     """
 
     def __init__(self, *, comments: bool = False) -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._comments = comments
-        self._started = False
-        self._skip_lf = False
-        self._tail = ""
-        self._data: list[str] = []
-        self._event = ""
-        self._id_seen = False
-        self.last_event_id = ""
         #: The reconnection time in ms from the last valid ``retry`` field.
         self.retry: int | None = None
+        # The WHATWG "last event ID string" and "last event ID buffer";
+        # None until the stream sets one, so events can say "no id".
+        self._last_id: str | None = None
+        self._id: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Per-connection state: what a new response starts from."""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._started = False
+        self._skip_lf = False
+        self._tail: list[str] = []
+        self._data: list[str] = []
+        self._event = ""
+        self._id = self._last_id
+
+    @property
+    def last_event_id(self) -> str:
+        """The id of the last dispatched event (``""`` when none was set)."""
+        return self._last_id or ""
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent | Comment]:
         """Decode ``chunk`` and return the events (and comments) it completes."""
@@ -159,11 +193,20 @@ class SSEDecoder:
             self._skip_lf = False
             if text[:1] == "\n":
                 text = text[1:]
-        lines = _LINE_END.split(self._tail + text)
-        self._tail = lines.pop()
-        if text.endswith("\r"):
-            # The CR already ended a line; an LF opening the next chunk belongs to it.
-            self._skip_lf = True
+        if "\n" not in text and "\r" not in text:
+            # Part of a line: keep the pieces, join them once the line ends
+            # (joining on every chunk would be quadratic in the line length).
+            if text:
+                self._tail.append(text)
+            return []
+        lines = _LINE_END.split(text)
+        if self._tail:
+            lines[0] = "".join(self._tail) + lines[0]
+        last = lines.pop()
+        self._tail = [last] if last else []
+        # A CR ending the chunk ended a line already (so its event goes out
+        # now); an LF opening the next chunk is the rest of that CRLF.
+        self._skip_lf = text[-1] == "\r"
         out: list[ServerSentEvent | Comment] = []
         for line in lines:
             item = self._line(line)
@@ -172,11 +215,12 @@ class SSEDecoder:
         return out
 
     def close(self) -> list[ServerSentEvent | Comment]:
-        """End of stream: an unterminated last event is discarded, as WHATWG says."""
+        """End of stream: an unterminated last event is discarded, as WHATWG says.
+
+        Always returns ``[]``; it exists so callers need not know that.
+        """
         self._utf8.decode(b"", final=True)
-        self._tail = ""
-        self._data = []
-        self._event = ""
+        self._reset()
         return []
 
     def _line(self, line: str) -> ServerSentEvent | Comment | None:
@@ -184,7 +228,9 @@ class SSEDecoder:
             return self._dispatch()
         colon = line.find(":")
         if colon == 0:
-            return Comment(line[2:] if line[1:2] == " " else line[1:]) if self._comments else None
+            if not self._comments:
+                return None
+            return Comment(line[2:] if line[1:2] == " " else line[1:])
         if colon < 0:
             name, value = line, ""
         else:
@@ -197,26 +243,23 @@ class SSEDecoder:
             self._event = value
         elif name == "id":
             if "\0" not in value:
-                self.last_event_id = value
-                self._id_seen = True
-        elif name == "retry":
-            if value.isascii() and value.isdigit():
-                self.retry = int(value)
+                self._id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
+        self._last_id = self._id
         data, event = self._data, self._event
         self._data, self._event = [], ""
         if not data:
             return None
-        return ServerSentEvent(
-            data="\n".join(data),
-            event=event or "message",
-            id=self.last_event_id if self._id_seen else None,
-        )
+        return ServerSentEvent(data="\n".join(data), event=event or "message", id=self._id)
 
 
-def iter_events(chunks: Iterable[bytes], *, comments: bool = False) -> Iterable[ServerSentEvent | Comment]:
+def iter_events(
+    chunks: Iterable[bytes], *, comments: bool = False
+) -> Iterator[ServerSentEvent | Comment]:
     """Decode an iterable of byte chunks (e.g. ``iter_content(chunk_size=None)``)."""
     decoder = SSEDecoder(comments=comments)
     for chunk in chunks:

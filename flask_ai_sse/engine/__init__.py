@@ -1,0 +1,160 @@
+"""The stream engine: producers write stream logs, readers serve them to clients.
+
+::
+
+    Engine.start(chunks) --> Generation (own greenlet) --append--> StreamStore
+                                   ^                                   |
+                         abort()   |  watchdog: timeouts, grace        | read(after, keepalive)
+                                   |                                   v
+    Engine.cancel(id) --signal--> store --signal--> handler     StreamReader (WSGI body)
+
+Nothing here imports Flask: the extension turns readers into responses.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import NotFound
+from ..providers.base import ChunkStream
+from ..sse import encode, encode_comment
+from .generation import Generation, Observer
+from .reader import StreamReader
+from .store import MemoryStore, StreamLog, StreamStore, create_store
+
+__all__ = [
+    "Engine",
+    "EngineSettings",
+    "Generation",
+    "MemoryStore",
+    "Observer",
+    "StreamLog",
+    "StreamReader",
+    "StreamStore",
+    "create_store",
+]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    keepalive: float = 15.0
+    retry: int = 3000
+    disconnect_grace: float = 5.0
+    #: ``cancel``: stop a generation nobody reads after the grace; ``finish``: run it to the end.
+    disconnect_policy: str = "cancel"
+    total_timeout: float = 600.0
+    silence_timeout: float = 120.0
+    flush_interval: float = 0.0
+    progress_every: int = 0
+
+
+class Engine:
+    """Per-app engine: the store, the live generations of this process, a watchdog."""
+
+    def __init__(self, store: StreamStore, settings: EngineSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.active: dict[str, Generation] = {}
+        self._watchdog: threading.Thread | None = None
+        self._lock = threading.Lock()
+        limits = [t for t in (settings.disconnect_grace, settings.silence_timeout,
+                              settings.total_timeout) if t > 0]
+        self._tick = min(1.0, max(0.05, min(limits, default=4.0) / 4))
+        self._keepalive_bytes = encode_comment("keepalive")
+        self._retry_bytes = encode(retry=settings.retry)
+
+    @staticmethod
+    def new_stream_id() -> str:
+        """Unguessable: 128 random bits."""
+        return secrets.token_urlsafe(16)
+
+    def start(
+        self,
+        chunks: ChunkStream,
+        *,
+        stream_id: str | None = None,
+        start: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        observers: Sequence[Observer] = (),
+    ) -> Generation:
+        """Run a generation over ``chunks``; it writes its ``start`` event before returning."""
+        stream_id = stream_id or self.new_stream_id()
+        start_data = {"stream_id": stream_id, "model": chunks.model, "provider": chunks.provider}
+        start_data.update(start or {})
+        generation = Generation(
+            stream_id=stream_id,
+            store=self.store,
+            chunks=chunks,
+            start=start_data,
+            meta=meta,
+            observers=observers,
+            progress_every=self.settings.progress_every,
+        )
+        self.active[stream_id] = generation
+        self._ensure_watchdog()
+        generation.start()
+        return generation
+
+    def reader(self, stream_id: str, after: int = 0) -> StreamReader:
+        """A response body that replays ``stream_id`` after ``after``, then follows it live."""
+        if self.store.meta(stream_id) is None:
+            raise NotFound("Unknown or expired stream.")
+        self.store.attach(stream_id)
+        return StreamReader(
+            functools.partial(self.store.read, stream_id),
+            after,
+            prefix=self._retry_bytes,
+            keepalive=self.settings.keepalive,
+            keepalive_bytes=self._keepalive_bytes,
+            flush_interval=self.settings.flush_interval,
+            on_close=functools.partial(self._detached, stream_id),
+        )
+
+    def _detached(self, stream_id: str) -> None:
+        if self.store.detach(stream_id) == 0:
+            self.store.signal(stream_id, "orphaned")
+
+    def cancel(self, stream_id: str) -> bool:
+        """Stop a generation wherever it runs; False when the stream is unknown."""
+        return self.store.signal(stream_id, "cancelled")
+
+    # -- watchdog: total and silence timeouts, disconnect grace -----------------
+
+    def _ensure_watchdog(self) -> None:
+        with self._lock:
+            if self._watchdog is None or not self._watchdog.is_alive():
+                self._watchdog = threading.Thread(
+                    target=self._watch, name="ai-sse-watchdog", daemon=True
+                )
+                self._watchdog.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self._tick)
+            self.check(time.monotonic())
+
+    def check(self, now: float) -> None:
+        """Abort generations past a timeout or orphaned past the grace; forget ended ones."""
+        s = self.settings
+        for stream_id, gen in list(self.active.items()):
+            if gen.done.is_set():
+                self.active.pop(stream_id, None)
+            elif s.total_timeout > 0 and now - gen.started_at > s.total_timeout:
+                gen.abort("timeout")
+            elif s.silence_timeout > 0 and now - gen.last_activity > s.silence_timeout:
+                gen.abort("timeout")
+            elif (
+                s.disconnect_policy == "cancel"
+                and gen.orphaned_at is not None
+                and now - gen.orphaned_at >= s.disconnect_grace
+            ):
+                if self.store.listeners(stream_id) == 0:
+                    gen.abort("disconnected")
+                else:
+                    gen.orphaned_at = None

@@ -1,0 +1,213 @@
+"""The producer: one generation, run apart from any client connection.
+
+A :class:`Generation` iterates its provider's :class:`ChunkStream` in its own
+thread (a greenlet under gunicorn's gevent worker, whose patched ``threading``
+makes it one; the library never patches anything itself) and appends encoded
+events to the stream log. Clients only ever read the log, so a client that
+leaves, returns or is joined by others changes nothing here.
+
+Stopping: :meth:`Generation.abort` records why and calls the chunk stream's
+``abort()``, which wakes the producer's blocked read from outside; the producer
+then closes the upstream response itself and writes the terminal event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..chunks import AnswerBuilder, Chunk
+from ..errors import AISSEError, StreamTimeout
+from ..providers.base import ChunkStream
+from .protocol import DONE, encode_chunk, encode_event
+from .store import StreamStore
+
+logger = logging.getLogger("flask_ai_sse")
+
+class Observer(Protocol):
+    """Something beside the producer that follows a generation (e.g. persistence).
+
+    Methods run in the producer's greenlet and must be quick; errors are logged,
+    never propagated into the stream.
+    """
+
+    def started(self, generation: Generation) -> None: ...
+
+    def chunk(self, generation: Generation, chunk: Chunk) -> None: ...
+
+    def finished(self, generation: Generation) -> None: ...
+
+
+class Generation:
+    """One streamed answer, from the open upstream response to ``[DONE]``."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        store: StreamStore,
+        chunks: ChunkStream,
+        start: dict[str, Any],
+        meta: dict[str, Any] | None = None,
+        observers: Sequence[Observer] = (),
+        progress_every: int = 0,
+    ) -> None:
+        self.stream_id = stream_id
+        self.store = store
+        self.chunks = chunks
+        self.start_data = start
+        self.meta = meta or {}
+        self.observers = observers
+        self.progress_every = progress_every
+        self.answer = AnswerBuilder(model=chunks.model, provider=chunks.provider)
+        #: ``streaming``, then ``completed``, ``failed`` or ``cancelled``.
+        self.status = "streaming"
+        self.error: AISSEError | None = None
+        self.abort_reason: str | None = None
+        self.started_at = time.monotonic()
+        self.last_activity = self.started_at
+        self.first_token_at: float | None = None
+        self.ended_at: float | None = None
+        self.orphaned_at: float | None = None
+        self.seq = 0
+        self.done = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Write the ``start`` event, then run the producer in its own thread/greenlet."""
+        self.store.create(self.stream_id, self.meta)
+        self.store.watch(self.stream_id, self._on_signal)
+        self._notify("started")
+        self._append(encode_event(self.stream_id, self._next(), self.start_data, "start"))
+        threading.Thread(target=self.run, name=f"ai-sse-{self.stream_id[:8]}", daemon=True).start()
+
+    def abort(self, reason: str) -> None:
+        """Stop the generation soon, from any greenlet: ``cancelled``, ``disconnected``, ``timeout``."""
+        if self.abort_reason is None and not self.done.is_set():
+            self.abort_reason = reason
+            self.chunks.abort()
+
+    def _on_signal(self, name: str) -> None:
+        if name == "cancelled":
+            self.abort("cancelled")
+        elif name == "orphaned":
+            self.orphaned_at = time.monotonic()
+
+    def run(self) -> None:
+        try:
+            self._pump()
+        except AISSEError as exc:
+            self.error = exc
+        except Exception as exc:  # an adapter bug must still end the stream properly
+            logger.exception("generation %s failed", self.stream_id)
+            self.error = AISSEError()
+            self.error.__cause__ = exc
+        finally:
+            try:
+                self.chunks.close()
+            except Exception:  # pragma: no cover - closing must never mask the end
+                logger.exception("closing the upstream of %s failed", self.stream_id)
+            self._finish()
+
+    def _pump(self) -> None:
+        stream_id, answer = self.stream_id, self.answer
+        for chunk in self.chunks:
+            if self.abort_reason is not None:
+                return
+            self.last_activity = time.monotonic()
+            answer.add(chunk)
+            entry = encode_chunk(stream_id, self.seq + 1, chunk)
+            if entry is not None:
+                if self.first_token_at is None:
+                    self.first_token_at = self.last_activity
+                self.seq += 1
+                entries = [entry]
+                if self.progress_every and answer.chunks % self.progress_every == 0:
+                    entries.append(encode_event(stream_id, self._next(), self.progress(), "progress"))
+                self.store.append(stream_id, entries)
+            if self.observers:
+                self._notify("chunk", chunk)
+
+    def _finish(self) -> None:
+        reason = self.abort_reason
+        if reason == "timeout":
+            self.error = StreamTimeout()
+        elif reason is not None:
+            self.error = None  # whatever the aborted read raised was our own doing
+            self.status = "cancelled"
+        if self.error is not None:
+            self.status = "failed"
+            terminal = encode_event(self.stream_id, self._next(), self.error.to_dict(), "error")
+        else:
+            if self.status == "streaming":
+                self.status = "completed"
+            terminal = encode_event(self.stream_id, self._next(), self.summary(), "done")
+        self.ended_at = time.monotonic()
+        self.seq += 1  # the [DONE] line has no id but takes a place in the log
+        try:
+            self.store.append(self.stream_id, [terminal, DONE], final=True)
+        finally:
+            self.store.unwatch(self.stream_id)
+            self.done.set()
+            self._notify("finished")
+
+    # -- data -----------------------------------------------------------------
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _append(self, entry: bytes) -> None:
+        self.store.append(self.stream_id, [entry])
+
+    @property
+    def finish_reason(self) -> str | None:
+        if self.status == "cancelled":
+            return "cancelled"
+        if self.status == "failed":
+            return "error"
+        return self.answer.finish_reason or "stop"
+
+    def summary(self) -> dict[str, Any]:
+        """The ``done`` event's data."""
+        answer = self.answer
+        return {
+            "finish_reason": self.finish_reason,
+            "raw_finish_reason": answer.raw_finish_reason,
+            "usage": answer.usage.to_dict() if answer.usage else None,
+            "model": answer.model,
+            "provider": answer.provider,
+            "stream_id": self.stream_id,
+        }
+
+    def progress(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started_at
+        chars = sum(len(t) for t in self.answer.text_parts)
+        return {
+            "chunks": self.answer.chunks,
+            "characters": chars,
+            "elapsed": round(elapsed, 3),
+            "characters_per_second": round(chars / elapsed, 1) if elapsed > 0 else None,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Timing figures kept with a stored message."""
+        end = self.ended_at or time.monotonic()
+        return {
+            "stream_chunks": self.answer.chunks,
+            "stream_duration": round(end - self.started_at, 4),
+            "time_to_first_token": (
+                round(self.first_token_at - self.started_at, 4) if self.first_token_at else None
+            ),
+        }
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(self, *args)
+            except Exception:
+                logger.exception("observer %r failed on %s", observer, event)

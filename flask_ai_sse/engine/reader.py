@@ -1,0 +1,84 @@
+"""The reader: the WSGI body of an SSE response, reading a stream log.
+
+It is a class rather than a generator so that the server's ``close()`` always
+runs, even when the client left before the first byte was sent (a generator
+that never started skips its ``finally``). A keepalive comment goes out after
+``keepalive`` seconds of silence; since a WSGI app only learns of a disconnect
+when a write fails, keepalives are also the disconnect probe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from .store import ReadResult
+
+ReadFn = Callable[[int, float], "ReadResult | None"]
+
+
+class StreamReader(Iterator[bytes]):
+    """Yields ``prefix``, then the log's entries after ``after``, until the final one."""
+
+    def __init__(
+        self,
+        read: ReadFn,
+        after: int,
+        *,
+        prefix: bytes = b"",
+        keepalive: float = 15.0,
+        keepalive_bytes: bytes = b": keepalive\n\n",
+        flush_interval: float = 0.0,
+        on_close: Callable[[], None] | None = None,
+        on_expired: Callable[[], bytes] | None = None,
+    ) -> None:
+        self._read = read
+        self._after = after
+        self._prefix = prefix
+        self._keepalive = keepalive if keepalive > 0 else 3600.0
+        self._keepalive_bytes = keepalive_bytes
+        self._flush_interval = flush_interval
+        self._on_close = on_close
+        self._on_expired = on_expired
+        self.finished = False
+        self.closed = False
+
+    def __iter__(self) -> StreamReader:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.finished or self.closed:
+            raise StopIteration
+        if self._prefix:
+            # Headers, retry and whatever is already in the log leave in one write.
+            out, self._prefix = self._prefix, b""
+            return out + self._take(0.0)
+        body = self._take(self._keepalive)
+        if body:
+            return body
+        if self.finished:
+            raise StopIteration
+        return self._keepalive_bytes
+
+    def _take(self, timeout: float) -> bytes:
+        result = self._read(self._after, timeout)
+        if result is None:  # expired under us: end the response rather than hang
+            self.finished = True
+            return self._on_expired() if self._on_expired else b""
+        entries, final = result
+        if entries and self._flush_interval > 0 and not final:
+            time.sleep(self._flush_interval)  # let more tokens arrive: one write for all
+            more = self._read(self._after + len(entries), 0.0)
+            if more:
+                entries = entries + more[0]
+                final = more[1]
+        self._after += len(entries)
+        if final:
+            self.finished = True
+        return b"".join(entries)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self._on_close is not None:
+                self._on_close()

@@ -1,0 +1,209 @@
+"""Stream logs: where a generation's encoded events wait for their readers.
+
+A log holds, per stream, the encoded events in order (sequence numbers from 1),
+whether the final entry was written, the number of attached readers, and a
+little metadata (owner, model, ...). Readers block in :meth:`StreamStore.read`
+until something new arrives or a timeout passes (a keepalive is due). One
+writer per stream (its producer), any number of readers: that is fan-out, and
+replaying from a sequence number is resume.
+
+``memory`` keeps logs in this process; ``redis://`` (see ``redis_store``) shares
+them across workers and hosts.
+"""
+
+from __future__ import annotations
+
+import abc
+import heapq
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigurationError, StreamGapError
+
+#: Called with a signal name: ``cancelled`` (stop now) or ``orphaned`` (last reader left).
+SignalHandler = Callable[[str], None]
+#: What :meth:`StreamStore.read` returns: all entries after the position asked
+#: for, and whether the stream has ended (so these are the last). ``None`` when
+#: the stream is unknown.
+ReadResult = tuple[list[bytes], bool]
+
+
+class StreamLog:
+    """One stream's events in memory; also used alone by ``event_stream()``.
+
+    Waiting uses a wake-all signal made of a plain Event that the writer swaps
+    for a fresh one on every append: a reader takes the current Event *before*
+    it looks for new entries, so it cannot miss a wake-up. Under gevent's
+    patched ``threading`` this is a greenlet-friendly Event.
+    """
+
+    __slots__ = ("_signal", "entries", "finished", "listeners", "meta", "offset")
+
+    def __init__(self, meta: dict[str, Any] | None = None) -> None:
+        self.entries: list[bytes] = []
+        self.offset = 0  # sequence number of entries[0] minus one, after trimming
+        self.finished = False
+        self.listeners = 0
+        self.meta: dict[str, Any] = meta or {}
+        self._signal = threading.Event()
+
+    @property
+    def last_seq(self) -> int:
+        return self.offset + len(self.entries)
+
+    def append(self, entries: list[bytes], *, final: bool = False, cap: int = 0) -> int:
+        self.entries.extend(entries)
+        if cap and len(self.entries) > cap:
+            drop = len(self.entries) - cap
+            del self.entries[:drop]
+            self.offset += drop
+        if final:
+            self.finished = True
+        signal, self._signal = self._signal, threading.Event()
+        signal.set()
+        return self.last_seq
+
+    def read(self, after: int, timeout: float) -> ReadResult:
+        signal = self._signal
+        if after >= self.last_seq and not self.finished and timeout > 0:
+            signal.wait(timeout)
+        if after < self.offset:
+            raise StreamGapError(
+                "The client fell too far behind; the events it missed were dropped."
+            )
+        new = self.entries[after - self.offset :]
+        return new, self.finished
+
+
+class StreamStore(abc.ABC):
+    """The interface the engine and the blueprint use; see the module docstring."""
+
+    #: Readers of a store shared across processes see the same streams.
+    shared: bool = False
+
+    @abc.abstractmethod
+    def create(self, stream_id: str, meta: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def append(self, stream_id: str, entries: list[bytes], *, final: bool = False) -> int:
+        """Add encoded events; ``final`` marks the last one. Returns the last sequence number."""
+
+    @abc.abstractmethod
+    def read(self, stream_id: str, after: int, timeout: float) -> ReadResult | None:
+        """Entries after sequence ``after``, waiting up to ``timeout`` for one."""
+
+    @abc.abstractmethod
+    def meta(self, stream_id: str) -> dict[str, Any] | None:
+        """The stream's metadata, or ``None`` when it is unknown or expired."""
+
+    @abc.abstractmethod
+    def attach(self, stream_id: str) -> int:
+        """Count a reader in; returns the number attached."""
+
+    @abc.abstractmethod
+    def detach(self, stream_id: str) -> int:
+        """Count a reader out; returns the number still attached."""
+
+    @abc.abstractmethod
+    def listeners(self, stream_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def watch(self, stream_id: str, handler: SignalHandler) -> None:
+        """Call ``handler(signal)`` in this process when anyone signals the stream."""
+
+    @abc.abstractmethod
+    def unwatch(self, stream_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def signal(self, stream_id: str, name: str) -> bool:
+        """Tell the stream's producer, wherever it runs. False if the stream is unknown."""
+
+    def close(self) -> None:
+        """Release connections (a no-op for memory)."""
+
+
+class MemoryStore(StreamStore):
+    """Logs in this process: bounded per stream, expiring ``ttl`` seconds after the end."""
+
+    def __init__(self, *, ttl: float = 600.0, max_events: int = 20000) -> None:
+        self.ttl = ttl
+        self.max_events = max_events
+        self._logs: dict[str, StreamLog] = {}
+        self._expiry: list[tuple[float, str]] = []
+        self._handlers: dict[str, SignalHandler] = {}
+        self._lock = threading.Lock()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        while self._expiry and self._expiry[0][0] <= now:
+            _, stream_id = heapq.heappop(self._expiry)
+            self._logs.pop(stream_id, None)
+
+    def create(self, stream_id: str, meta: dict[str, Any]) -> None:
+        self._sweep()
+        self._logs[stream_id] = StreamLog(meta)
+
+    def append(self, stream_id: str, entries: list[bytes], *, final: bool = False) -> int:
+        log = self._logs[stream_id]
+        seq = log.append(entries, final=final, cap=self.max_events)
+        if final:
+            heapq.heappush(self._expiry, (time.monotonic() + self.ttl, stream_id))
+        return seq
+
+    def read(self, stream_id: str, after: int, timeout: float) -> ReadResult | None:
+        log = self._logs.get(stream_id)
+        return None if log is None else log.read(after, timeout)
+
+    def meta(self, stream_id: str) -> dict[str, Any] | None:
+        self._sweep()
+        log = self._logs.get(stream_id)
+        return None if log is None else log.meta
+
+    def attach(self, stream_id: str) -> int:
+        log = self._logs[stream_id]
+        with self._lock:
+            log.listeners += 1
+            return log.listeners
+
+    def detach(self, stream_id: str) -> int:
+        log = self._logs.get(stream_id)
+        if log is None:
+            return 0
+        with self._lock:
+            log.listeners = max(0, log.listeners - 1)
+            return log.listeners
+
+    def listeners(self, stream_id: str) -> int:
+        log = self._logs.get(stream_id)
+        return 0 if log is None else log.listeners
+
+    def watch(self, stream_id: str, handler: SignalHandler) -> None:
+        self._handlers[stream_id] = handler
+
+    def unwatch(self, stream_id: str) -> None:
+        self._handlers.pop(stream_id, None)
+
+    def signal(self, stream_id: str, name: str) -> bool:
+        if stream_id not in self._logs:
+            return False
+        handler = self._handlers.get(stream_id)
+        if handler is not None:
+            handler(name)
+        return True
+
+
+def create_store(url: str | StreamStore, *, ttl: float, max_events: int) -> StreamStore:
+    """The store ``AI_SSE_STORE`` names: ``memory`` or a ``redis://`` / ``rediss://`` URL."""
+    if isinstance(url, StreamStore):
+        return url
+    if url in ("memory", "memory://"):
+        return MemoryStore(ttl=ttl, max_events=max_events)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_store import RedisStore
+
+        return RedisStore(url, ttl=ttl, max_events=max_events)
+    raise ConfigurationError(
+        f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}."
+    )
