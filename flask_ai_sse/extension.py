@@ -126,6 +126,7 @@ class AISSE:
             C.REGISTER_BLUEPRINT: register_blueprint,
         }
         self._provider_instance = provider if isinstance(provider, Provider) else None
+        self._authorize: Callable[[], str | None] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -188,6 +189,24 @@ class AISSE:
                 " 'AISSE' instances?"
             )
         return state  # type: ignore[no-any-return]
+
+    def authorize(self, hook: Callable[[], str | None]) -> Callable[[], str | None]:
+        """Register the hook that says who is asking; use as a decorator.
+
+        It runs in the request context of every stream, attach, cancel and ask
+        call and returns the owner key (a user or session id), or ``None`` for
+        anonymous use; it may ``abort(401)`` itself. Streams (and conversations)
+        are only visible to the owner who started them: anyone else gets 404.
+        """
+        self._authorize = hook
+        return hook
+
+    def current_owner(self) -> str | None:
+        """The owner key of the current request, from the :meth:`authorize` hook."""
+        if self._authorize is None or not has_request_context():
+            return None
+        owner = self._authorize()
+        return None if owner is None else str(owner)
 
     # -- the Python API ---------------------------------------------------------
 
@@ -260,6 +279,8 @@ class AISSE:
         resumed = self._resume_from_request(state)
         if resumed is not None:
             return resumed
+        if owner is None:
+            owner = self.current_owner()
         generation = self.start_generation(params, options=options, owner=owner, state=state)
         return self.sse_response(state.engine.reader(generation.stream_id))
 
@@ -276,13 +297,28 @@ class AISSE:
         chunks = state.provider.open(self._request(state, params, options or {}))
         return state.engine.start(chunks, meta={"owner": owner}, observers=state.observers)
 
+    def _check_owner(self, state: AppState, stream_id: str) -> None:
+        meta = state.engine.store.meta(stream_id)
+        if meta is None or meta.get("owner") != self.current_owner():
+            raise NotFound("Unknown or expired stream.")
+
     def attach(self, stream_id: str, after: int = 0) -> Response:
-        """Follow a running or recently finished stream, replaying events after ``after``."""
-        return self.sse_response(self.state().engine.reader(stream_id, after))
+        """Follow a running or recently finished stream, replaying events after ``after``.
+
+        Only the stream's owner (see :meth:`authorize`) may; others get a 404.
+        """
+        state = self.state()
+        self._check_owner(state, stream_id)
+        return self.sse_response(state.engine.reader(stream_id, after))
 
     def cancel(self, stream_id: str) -> bool:
-        """Stop a generation and its upstream request; False when the stream is unknown."""
-        return self.state().engine.cancel(stream_id)
+        """Stop a generation and its upstream request; False when unknown or not yours."""
+        state = self.state()
+        try:
+            self._check_owner(state, stream_id)
+        except NotFound:
+            return False
+        return state.engine.cancel(stream_id)
 
     def _resume_from_request(self, state: AppState) -> Response | None:
         if not has_request_context():
@@ -292,11 +328,8 @@ class AISSE:
         )
         if parsed is None:
             return None
-        stream_id, seq = parsed
-        if state.engine.store.meta(stream_id) is None:
-            # A reconnect to a stream that is gone: no second generation behind its back.
-            raise NotFound("This stream has expired; start a new one.")
-        return self.attach(stream_id, seq)
+        # A reconnect to a stream that is gone is a 404: no second generation behind its back.
+        return self.attach(*parsed)
 
     def stream(
         self,

@@ -1,0 +1,163 @@
+"""Anthropic messages API.
+
+Streaming: named events. ``message_start`` (model, input usage), then per
+content block ``content_block_start``/``content_block_delta``/``content_block_stop``
+(``text_delta``, ``thinking_delta``, ``input_json_delta`` for tool input),
+``message_delta`` (``stop_reason``; its ``usage.output_tokens`` is a running
+total), and ``message_stop`` to end. ``ping`` may come anywhere, ``error`` may
+come after the 200, and event types this module does not know are ignored, as
+Anthropic asks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
+from ..sse import ServerSentEvent
+from ._http import HTTPProvider, StreamParser, split_system, with_options
+
+API_VERSION = "2023-06-01"
+#: The API requires max_tokens; this is sent when the request sets none.
+DEFAULT_MAX_TOKENS = 1024
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _input_tokens(usage: dict[str, Any]) -> int:
+    """Anthropic counts cached input apart; the prompt is all of it."""
+    return sum(
+        int(usage.get(key) or 0)
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+
+
+class AnthropicParser(StreamParser):
+    terminator = "message_stop"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input_tokens = 0
+        self.output_tokens = 0
+        #: content block index -> tool call index (tool calls count from 0).
+        self.tools: dict[int, int] = {}
+
+    def feed(self, event: ServerSentEvent) -> Iterator[Chunk]:
+        if event.event == "ping":
+            return
+        data = self.json(event.data)
+        kind = data.get("type") or event.event
+        if kind == "message_start":
+            message = data["message"]
+            self.model = message.get("model") or self.model
+            usage = message.get("usage") or {}
+            self.input_tokens = _input_tokens(usage)
+            self.output_tokens = int(usage.get("output_tokens") or 0)
+        elif kind == "content_block_start":
+            yield from self.block(data["index"], data["content_block"])
+        elif kind == "content_block_delta":
+            yield from self.delta(data["index"], data["delta"])
+        elif kind == "message_delta":
+            usage = data.get("usage") or {}
+            self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
+            # Newer API versions repeat the input counts here; never let them shrink.
+            self.input_tokens = max(self.input_tokens, _input_tokens(usage))
+            stop_reason = (data.get("delta") or {}).get("stop_reason")
+            if stop_reason:
+                yield self.finish(FINISH_REASONS.get(stop_reason, "stop"), stop_reason)
+        elif kind == "message_stop":
+            self.finished = True
+            yield Chunk("usage", usage=self.usage())
+        elif kind == "error":
+            raise self.upstream_error(data.get("error"))
+
+    def block(self, index: int, block: dict[str, Any]) -> Iterator[Chunk]:
+        kind = block.get("type")
+        if kind == "text" and block.get("text"):
+            yield Chunk("text", block["text"])
+        elif kind == "thinking" and block.get("thinking"):
+            yield Chunk("reasoning", block["thinking"])
+        elif kind == "tool_use":
+            self.tools[index] = len(self.tools)
+            # A streamed tool_use starts with input {} and sends it as input_json_delta;
+            # a whole one (complete()) carries it here.
+            arguments = json.dumps(block["input"]) if block.get("input") else ""
+            yield Chunk(
+                "tool_call",
+                tool_call=ToolCallDelta(
+                    index=self.tools[index],
+                    id=block.get("id"),
+                    name=block.get("name"),
+                    arguments=arguments,
+                ),
+            )
+
+    def delta(self, index: int, delta: dict[str, Any]) -> Iterator[Chunk]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            yield Chunk("text", delta["text"])
+        elif kind == "thinking_delta":
+            yield Chunk("reasoning", delta["thinking"])
+        elif kind == "input_json_delta" and index in self.tools:
+            yield Chunk(
+                "tool_call",
+                tool_call=ToolCallDelta(index=self.tools[index], arguments=delta["partial_json"]),
+            )
+
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.input_tokens + self.output_tokens)
+
+    def answer(self, data: dict[str, Any]) -> Iterator[Chunk]:
+        self.model = data.get("model") or self.model
+        for index, block in enumerate(data.get("content") or ()):
+            yield from self.block(index, block)
+        stop_reason = data.get("stop_reason")
+        if stop_reason:
+            yield self.finish(FINISH_REASONS.get(stop_reason, "stop"), stop_reason)
+        usage = data.get("usage") or {}
+        self.input_tokens = _input_tokens(usage)
+        self.output_tokens = int(usage.get("output_tokens") or 0)
+        yield Chunk("usage", usage=self.usage())
+
+
+class AnthropicProvider(HTTPProvider):
+    name = "anthropic"
+    default_model = "claude-sonnet-4-5"
+    default_base_url = "https://api.anthropic.com/v1"
+    key_env = ("ANTHROPIC_API_KEY",)
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        system, messages = split_system(request)
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": [dict(m) for m in messages],
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        return body
+
+    def stream_request(self, request: ChatRequest) -> tuple[str, dict[str, Any]]:
+        body = {**self.body(request), "stream": True}
+        return f"{self.base_url}/messages", with_options(body, request.options)
+
+    def complete_request(self, request: ChatRequest) -> tuple[str, dict[str, Any]]:
+        return f"{self.base_url}/messages", with_options(self.body(request), request.options)
+
+    def parser(self, request: ChatRequest) -> AnthropicParser:
+        return AnthropicParser(provider=self.name, model=request.model, scrub=self.transport.scrub)
