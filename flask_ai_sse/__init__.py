@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+# First, so that submodules may import it while the package initializes.
+try:
+    __version__ = version("flask-ai-sse")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
 from .chunks import Answer, ChatRequest, Chunk, Usage
 from .engine.custom import End, error_event
 from .errors import (
@@ -18,11 +24,6 @@ from .errors import (
 )
 from .extension import AISSE
 from .sse import Comment, ServerSentEvent
-
-try:
-    __version__ = version("flask-ai-sse")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "AISSE",

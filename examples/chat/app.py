@@ -1,0 +1,51 @@
+"""The demo chat app: flask-ai-sse on its embedded defaults.
+
+Fake provider (no key, no network), SQLite for conversations, the in-memory
+stream store. Serve it with gunicorn's gevent worker (see gunicorn.conf.py)::
+
+    gunicorn -c examples/chat/gunicorn.conf.py
+
+Point it at a real model with environment variables, e.g.
+``AI_SSE_PROVIDER=openai OPENAI_API_KEY=... gunicorn -c examples/chat/gunicorn.conf.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, render_template
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_ai_sse import AISSE
+
+db = SQLAlchemy()
+ai = AISSE(db=db)
+
+
+def create_app(config: dict[str, object] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=os.environ.get("DATABASE_URL", "sqlite:///ai-sse-demo.db"),
+        AI_SSE_FAKE_DELAY=0.05,
+    )
+    app.config.from_prefixed_env(prefix="APP")  # e.g. APP_AI_SSE_KEEPALIVE=5
+    for key in ("AI_SSE_PROVIDER", "AI_SSE_MODEL", "AI_SSE_BASE_URL", "AI_SSE_STORE"):
+        if key in os.environ:
+            app.config[key] = os.environ[key]
+    app.config.update(config or {})
+    db.init_app(app)
+    ai.init_app(app)
+    with app.app_context():
+        db.create_all()
+
+    @app.get("/")
+    def index() -> str:
+        state = ai.state()
+        return render_template(
+            "index.html",
+            provider=state.provider.name,
+            model=state.provider.model,
+            prefix=state.config["AI_SSE_URL_PREFIX"],
+        )
+
+    return app
