@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ConfigurationError
+from .anthropic import AnthropicProvider
 from .base import ChunkStream, Provider, ProviderConfig
 from .fake import FakeProvider, FakeReply
+from .fallback import FallbackProvider
+from .gemini import GeminiProvider
+from .openai import PRESETS, OpenAICompatibleProvider, OpenAIProvider
 
 ProviderFactory = Callable[[ProviderConfig], Provider]
 
 #: name -> factory. Adapters register here; ``AI_SSE_PROVIDER`` picks one.
-REGISTRY: dict[str, ProviderFactory] = {"fake": FakeProvider}
+REGISTRY: dict[str, ProviderFactory] = {
+    "fake": FakeProvider,
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
+    **{preset.name: preset for preset in PRESETS},
+}
 
 
 def create_provider(config: ProviderConfig) -> Provider:
@@ -26,19 +36,26 @@ def create_provider(config: ProviderConfig) -> Provider:
     return factory(config)
 
 
-def build_provider(config: ProviderConfig, fallbacks: list[ProviderConfig] | None = None) -> Provider:
+def build_provider(
+    config: ProviderConfig, fallbacks: list[ProviderConfig] | None = None
+) -> Provider:
     """The provider the extension uses: ``config``'s adapter, then ``fallbacks`` in order."""
     primary = create_provider(config)
     if not fallbacks:
         return primary
-    raise ConfigurationError("AI_SSE_FALLBACKS is not supported yet.")
+    return FallbackProvider([primary, *(create_provider(f) for f in fallbacks)])
 
 
 __all__ = [
     "REGISTRY",
+    "AnthropicProvider",
     "ChunkStream",
     "FakeProvider",
     "FakeReply",
+    "FallbackProvider",
+    "GeminiProvider",
+    "OpenAICompatibleProvider",
+    "OpenAIProvider",
     "Provider",
     "ProviderConfig",
     "build_provider",

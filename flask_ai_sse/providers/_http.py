@@ -224,7 +224,7 @@ class HTTPTransport:
         """``Retry-After`` when given, else exponential with "equal jitter"."""
         if retry_after is not None:
             return retry_after
-        step = min(self.config.retry_max_wait, BACKOFF_BASE * 2**attempt)
+        step = min(self.config.retry_max_wait, BACKOFF_BASE * 2.0**attempt)
         return step / 2 + random.uniform(0, step / 2)
 
     def status_error(self, response: requests.Response) -> ProviderStatusError:
@@ -249,7 +249,10 @@ class HTTPTransport:
         config, name = self.config, self.provider
         if _is_timeout(exc):
             if phase == "connect" and isinstance(exc, requests.ConnectTimeout):
-                message = f"The {name} provider did not accept a connection within {config.connect_timeout:g} s."
+                message = (
+                    f"The {name} provider did not accept a connection"
+                    f" within {config.connect_timeout:g} s."
+                )
             else:
                 message = f"The {name} provider sent nothing for {config.read_timeout:g} s."
             return ProviderTimeout(message, provider=name)

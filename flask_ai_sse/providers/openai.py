@@ -128,7 +128,6 @@ class OpenAICompatibleProvider(HTTPProvider):
         return OpenAIParser(provider=self.name, model=request.model, scrub=self.transport.scrub)
 
 
-
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
     default_model = "gpt-4o-mini"
