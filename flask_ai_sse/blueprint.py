@@ -82,7 +82,10 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
     @bp.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
-        """Werkzeug's own errors (405, ...) in the contract's JSON shape too."""
+        """``abort()`` in a view or the authorize hook, in the contract's JSON shape too.
+
+        (Routing's own 404/405 happen before a blueprint is chosen: those stay the app's.)
+        """
         code = error.code or 500
         kind = (error.name or "error").lower().replace(" ", "_")
         body = {"error": {"type": kind, "message": error.description or error.name}}
