@@ -4,8 +4,9 @@ No Flask, no provider, no I/O here. The decoder follows the WHATWG HTML
 "event stream interpretation" rules to the letter (CR, LF and CRLF line ends,
 a CRLF split across two network chunks, one leading BOM, comments, fields with
 no colon, one leading space removed, ``retry`` only when all ASCII digits,
-``id`` containing NUL ignored, an unterminated last event discarded, UTF-8
-split across chunks). The encoder never lets a value break the framing.
+``id`` containing NUL ignored, the last event id changed only by a dispatched
+event, an unterminated last event discarded, UTF-8 split across chunks, invalid
+UTF-8 replaced). The encoder never lets a value break the framing.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def encode(
     several comment lines.
 
     A CR or LF in ``event`` or ``id``, a NUL in ``id``, or a ``retry`` that is
-    not a non-negative ``int`` raises :class:`ValueError`.
+    not a non-negative ``int`` raises :class:`ValueError`; so does a lone
+    surrogate in text (:class:`UnicodeEncodeError`: it has no UTF-8 form).
     """
     parts: list[str] = []
     if comment is not None:
