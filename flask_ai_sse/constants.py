@@ -40,6 +40,7 @@ DISCONNECT_POLICY: Final = "AI_SSE_DISCONNECT_POLICY"
 STREAM_TIMEOUT: Final = "AI_SSE_STREAM_TIMEOUT"
 FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
 PROGRESS_EVERY: Final = "AI_SSE_PROGRESS_EVERY"
+SENTENCE_MODE: Final = "AI_SSE_SENTENCE_MODE"
 
 # -- HTTP ---------------------------------------------------------------------
 URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
@@ -76,6 +77,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     STREAM_TIMEOUT: 600.0,
     FLUSH_INTERVAL: 0.0,
     PROGRESS_EVERY: 0,
+    SENTENCE_MODE: False,
     URL_PREFIX: "/ai",
     REGISTER_BLUEPRINT: True,
     RATE_LIMIT: None,
@@ -85,3 +87,32 @@ DEFAULTS: Final[dict[str, Any]] = {
     MAX_MESSAGE_CHARS: 32_000,
     MAX_TOKENS_LIMIT: 1_000_000,
 }
+
+# -- HTTP hardening (docs/security.rst) ------------------------------------------
+ALLOWED_MODELS: Final = "AI_SSE_ALLOWED_MODELS"
+RATE_LIMIT_STORAGE: Final = "AI_SSE_RATE_LIMIT_STORAGE"
+RATE_LIMIT_STRATEGY: Final = "AI_SSE_RATE_LIMIT_STRATEGY"
+MAX_STREAMS_PER_KEY: Final = "AI_SSE_MAX_STREAMS_PER_KEY"
+MAX_STREAMS_STORAGE: Final = "AI_SSE_MAX_STREAMS_STORAGE"
+CORS_ORIGINS: Final = "AI_SSE_CORS_ORIGINS"
+CORS_METHODS: Final = "AI_SSE_CORS_METHODS"
+CORS_HEADERS: Final = "AI_SSE_CORS_HEADERS"
+CORS_EXPOSE_HEADERS: Final = "AI_SSE_CORS_EXPOSE_HEADERS"
+CORS_CREDENTIALS: Final = "AI_SSE_CORS_CREDENTIALS"
+CORS_MAX_AGE: Final = "AI_SSE_CORS_MAX_AGE"
+
+DEFAULTS.update(
+    {
+        ALLOWED_MODELS: None,
+        RATE_LIMIT_STORAGE: "memory://",
+        RATE_LIMIT_STRATEGY: "fixed-window",
+        MAX_STREAMS_PER_KEY: None,
+        MAX_STREAMS_STORAGE: None,
+        CORS_ORIGINS: None,
+        CORS_METHODS: ("GET", "POST"),
+        CORS_HEADERS: ("Content-Type", "Last-Event-ID"),
+        CORS_EXPOSE_HEADERS: ("Retry-After",),
+        CORS_CREDENTIALS: False,
+        CORS_MAX_AGE: 600,
+    }
+)

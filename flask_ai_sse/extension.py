@@ -160,6 +160,7 @@ class AISSE:
                 silence_timeout=float(config[C.READ_TIMEOUT]),
                 flush_interval=float(config[C.FLUSH_INTERVAL]),
                 progress_every=int(config[C.PROGRESS_EVERY]),
+                sentence_mode=bool(config[C.SENTENCE_MODE]),
             ),
         )
         limits = Limits(

@@ -52,6 +52,7 @@ class EngineSettings:
     silence_timeout: float = 120.0
     flush_interval: float = 0.0
     progress_every: int = 0
+    sentence_mode: bool = False
 
 
 class Engine:
@@ -95,6 +96,7 @@ class Engine:
             meta=meta,
             observers=observers,
             progress_every=self.settings.progress_every,
+            sentence_mode=self.settings.sentence_mode,
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from ..chunks import AnswerBuilder, Chunk
 from ..errors import AISSEError, StreamTimeout
 from ..providers.base import ChunkStream
+from .flow import SentenceBuffer
 from .protocol import DONE, encode_chunk, encode_event
 from .store import StreamStore
 
@@ -54,6 +55,7 @@ class Generation:
         meta: dict[str, Any] | None = None,
         observers: Sequence[Observer] = (),
         progress_every: int = 0,
+        sentence_mode: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.store = store
@@ -62,6 +64,7 @@ class Generation:
         self.meta = meta or {}
         self.observers = observers
         self.progress_every = progress_every
+        self.sentences = SentenceBuffer() if sentence_mode else None
         self.answer = AnswerBuilder(model=chunks.model, provider=chunks.provider)
         #: ``streaming``, then ``completed``, ``failed`` or ``cancelled``.
         self.status = "streaming"
@@ -120,6 +123,10 @@ class Generation:
                 return
             self.last_activity = time.monotonic()
             answer.add(chunk)
+            if self.sentences is not None and chunk.kind == "text":
+                chunk = Chunk.delta(self.sentences.push(chunk.text))
+                if not chunk.text:
+                    continue
             entry = encode_chunk(stream_id, self.seq + 1, chunk)
             if entry is not None:
                 if self.first_token_at is None:
@@ -133,6 +140,9 @@ class Generation:
                 self._notify("chunk", chunk)
 
     def _finish(self) -> None:
+        rest = self.sentences.flush() if self.sentences is not None else ""
+        if rest:  # whatever ends the stream, no text it produced is withheld
+            self._append(encode_chunk(self.stream_id, self._next(), Chunk.delta(rest)) or b"")
         reason = self.abort_reason
         if reason == "timeout":
             self.error = StreamTimeout()

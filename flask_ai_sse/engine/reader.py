@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
+from ..errors import AISSEError
+from ..sse import DONE, encode
 from .store import ReadResult
 
 ReadFn = Callable[[int, float], "ReadResult | None"]
@@ -61,17 +63,22 @@ class StreamReader(Iterator[bytes]):
         return self._keepalive_bytes
 
     def _take(self, timeout: float) -> bytes:
-        result = self._read(self._after, timeout)
-        if result is None:  # expired under us: end the response rather than hang
+        try:
+            result = self._read(self._after, timeout)
+            if result is None:  # expired under us: end the response rather than hang
+                self.finished = True
+                return self._on_expired() if self._on_expired else b""
+            entries, final = result
+            if entries and self._flush_interval > 0 and not final:
+                time.sleep(self._flush_interval)  # let more tokens arrive: one write for all
+                more = self._read(self._after + len(entries), 0.0)
+                if more:
+                    entries = entries + more[0]
+                    final = more[1]
+        except AISSEError as exc:
+            # The store failed or dropped what this reader missed: say so, and end cleanly.
             self.finished = True
-            return self._on_expired() if self._on_expired else b""
-        entries, final = result
-        if entries and self._flush_interval > 0 and not final:
-            time.sleep(self._flush_interval)  # let more tokens arrive: one write for all
-            more = self._read(self._after + len(entries), 0.0)
-            if more:
-                entries = entries + more[0]
-                final = more[1]
+            return encode(exc.to_dict(), event="error") + DONE
         self._after += len(entries)
         if final:
             self.finished = True
