@@ -75,17 +75,18 @@ _TRANSPORT_ERRORS = (
 # -- errors -------------------------------------------------------------------
 
 
-def _is_timeout(exc: BaseException | None) -> bool:
-    """True when a timeout is anywhere in ``exc``'s chain (requests wraps urllib3's)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-            return True
-        if any(_is_timeout(arg) for arg in exc.args if isinstance(arg, BaseException)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a transport error was a timeout (requests' own classes are the reliable ones).
+
+    Chains can't be trusted: urllib3's refused-connection error subclasses its
+    connect-timeout error for history's sake.
+    """
+    if isinstance(exc, requests.RequestException):
+        # iter_content wraps urllib3's ReadTimeoutError in a plain ConnectionError.
+        return isinstance(exc, requests.Timeout) or any(
+            isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+        )
+    return isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
