@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFound
+from ..errors import NotFound, StoreError
 from ..providers.base import ChunkStream
 from ..sse import encode, encode_comment
 from .generation import Generation, Observer
@@ -100,7 +100,12 @@ class Engine:
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()
-        generation.start()
+        try:
+            generation.start()
+        except BaseException:  # e.g. the store is down: the upstream request must not leak
+            self.active.pop(stream_id, None)
+            chunks.close()
+            raise
         return generation
 
     def reader(self, stream_id: str, after: int = 0) -> StreamReader:
@@ -119,8 +124,11 @@ class Engine:
         )
 
     def _detached(self, stream_id: str) -> None:
-        if self.store.detach(stream_id) == 0:
-            self.store.signal(stream_id, "orphaned")
+        try:
+            if self.store.detach(stream_id) == 0:
+                self.store.signal(stream_id, "orphaned")
+        except StoreError:  # closing a response must not raise; the store logged the cause
+            pass
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation wherever it runs; False when the stream is unknown."""

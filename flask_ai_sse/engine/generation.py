@@ -160,6 +160,8 @@ class Generation:
         self.seq += 1  # the [DONE] line has no id but takes a place in the log
         try:
             self.store.append(self.stream_id, [terminal, DONE], final=True)
+        except AISSEError:  # the store failed: its readers get the error from it, not from us
+            logger.warning("could not write the end of stream %s", self.stream_id)
         finally:
             self.store.unwatch(self.stream_id)
             self.done.set()
