@@ -132,7 +132,7 @@ class AnthropicParser(StreamParser):
 
 class AnthropicProvider(HTTPProvider):
     name = "anthropic"
-    default_model = "claude-sonnet-4-5"
+    default_model = "claude-sonnet-4-6"
     default_base_url = "https://api.anthropic.com/v1"
     key_env = ("ANTHROPIC_API_KEY",)
 

@@ -739,7 +739,7 @@ class AnthropicMock(MockUpstream):
 
     name = "anthropic"
     prefix = "/v1"
-    default_model = "claude-sonnet-4-5"
+    default_model = "claude-sonnet-4-6"
     FINISH: ClassVar[dict[str, str]] = {
         "stop": "end_turn",
         "length": "max_tokens",

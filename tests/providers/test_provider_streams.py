@@ -220,7 +220,7 @@ def test_anthropic_request(anthropic_mock: MockUpstream) -> None:
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in sent.headers
     assert sent.json == {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "max_tokens": 64,
         "system": "Be brief.",
         "messages": CONVERSATION,
