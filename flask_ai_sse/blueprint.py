@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from .engine.protocol import parse_event_id
 from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from .guards import guard_view, install_cors
 from .validation import Limits, validate_body, validate_query
 
 if TYPE_CHECKING:
@@ -41,10 +42,15 @@ def read_json_body(limits: Limits) -> Any:
 def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint:
     """The blueprint of routes for ``ai``; ``decorators`` wrap every view (e.g. login)."""
     bp = Blueprint("ai_sse", __name__)
+    install_cors(ai, bp)
 
-    def route(rule: str, methods: list[str]) -> Callable[[View], View]:
+    def route(
+        rule: str, methods: list[str], *, spends: bool = False, resumable: bool = False
+    ) -> Callable[[View], View]:
+        """``spends``: the view starts a generation, so the rate limit and cap apply."""
+
         def register(view: View) -> View:
-            wrapped = view
+            wrapped = guard_view(ai, view, resumable=resumable) if spends else view
             for decorator in reversed(decorators):
                 wrapped = decorator(wrapped)
             bp.add_url_rule(rule, view.__name__, wrapped, methods=methods)
@@ -52,12 +58,12 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
         return register
 
-    @route("/stream", ["POST"])
+    @route("/stream", ["POST"], spends=True, resumable=True)
     def stream_post() -> Response:
         limits = ai.state().limits
         return ai.serve(validate_body(read_json_body(limits), limits))
 
-    @route("/stream", ["GET"])
+    @route("/stream", ["GET"], spends=True, resumable=True)
     def stream_get() -> Response:
         return ai.serve(validate_query(request.args, ai.state().limits))
 
@@ -75,10 +81,15 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
             raise NotFound("Unknown or expired stream.")
         return jsonify({"stream_id": stream_id, "cancelled": True}), 202
 
-    @route("/ask", ["POST"])
+    @route("/ask", ["POST"], spends=True)
     def ask() -> Response:
         limits = ai.state().limits
         return jsonify(ai.complete(validate_body(read_json_body(limits), limits)).to_dict())
+
+    if ai.db is not None:
+        from .persistence.routes import add_conversation_routes
+
+        add_conversation_routes(route, ai)
 
     @bp.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

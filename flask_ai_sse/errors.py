@@ -10,7 +10,8 @@ one boundary each, with ``raise ... from exc``::
     │   ├── PayloadTooLarge (413)
     │   ├── UnsupportedMediaType (415)
     │   ├── NotFound (404)           unknown stream or conversation, or not yours
-    │   └── TooManyRequests (429)    rate limit or concurrency cap
+    │   └── TooManyRequests (429)    rate limit (AI_SSE_RATE_LIMIT)
+    │       └── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
     ├── ProviderError (502)          the upstream model provider failed
     │   ├── ProviderStatusError (502, or 429 when it keeps limiting us)
     │   ├── ProviderConnectionError (502)
@@ -208,3 +209,13 @@ class StreamGapError(AISSEError):
 
 
 __all__ += ["StreamGapError"]
+
+
+class TooManyStreams(TooManyRequests):
+    """The client key already has ``AI_SSE_MAX_STREAMS_PER_KEY`` generations running."""
+
+    type = "too_many_streams"
+    public_message = "Too many streams are open; try again when one has ended."
+
+
+__all__ += ["TooManyStreams"]

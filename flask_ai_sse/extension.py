@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, has_request_context, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
 from flask import copy_current_request_context as _copy_request_context
 
 from . import constants as C
@@ -23,12 +23,14 @@ from .engine.custom import CustomStream
 from .engine.protocol import parse_event_id
 from .engine.reader import StreamReader
 from .errors import AISSEError, ConfigurationError, NotFound
+from .guards import Guards
 from .providers import Provider, ProviderConfig, build_provider
 from .providers.base import ChunkStream
 from .sse import encode, encode_comment
 from .validation import AskParams, Limits, validate
 
 if TYPE_CHECKING:
+    from .persistence import ConversationStore, Persistence
     from .task import Task
 
 logger = logging.getLogger("flask_ai_sse")
@@ -51,6 +53,8 @@ class AppState:
     engine: Engine
     limits: Limits
     observers: list[Observer] = field(default_factory=list)
+    guards: Guards = field(default_factory=Guards)
+    persistence: Persistence | None = None
 
 
 class ChunkIterator(Iterator[Chunk]):
@@ -115,6 +119,7 @@ class AISSE:
         store: str | Any = None,
         url_prefix: str | None = None,
         register_blueprint: bool | None = None,
+        table_prefix: str | None = None,
     ) -> None:
         self.db = db
         self.limiter = limiter
@@ -124,7 +129,16 @@ class AISSE:
             C.STORE: store,
             C.URL_PREFIX: url_prefix,
             C.REGISTER_BLUEPRINT: register_blueprint,
+            C.TABLE_PREFIX: table_prefix,
         }
+        #: With ``db``: the persistence models, classes on the app's own ``db.Model``.
+        self.Conversation: Any = None
+        self.Message: Any = None
+        if db is not None:
+            from .persistence.state import define_app_models
+
+            models = define_app_models(db, table_prefix, app)
+            self.Conversation, self.Message = models.conversation, models.message
         self._provider_instance = provider if isinstance(provider, Provider) else None
         self._authorize: Callable[[], str | None] | None = None
         if app is not None:
@@ -163,21 +177,35 @@ class AISSE:
                 sentence_mode=bool(config[C.SENTENCE_MODE]),
             ),
         )
-        limits = Limits(
-            max_body_bytes=int(config[C.MAX_BODY_BYTES]),
-            max_prompt_chars=int(config[C.MAX_PROMPT_CHARS]),
-            max_messages=int(config[C.MAX_MESSAGES]),
-            max_message_chars=int(config[C.MAX_MESSAGE_CHARS]),
-            max_tokens=int(config[C.MAX_TOKENS_LIMIT]),
-        )
+        limits = Limits.from_config(config, default_model=provider.model)
         app.extensions[C.EXTENSION_NAME] = AppState(
             extension=self, config=config, provider=provider, engine=engine, limits=limits
         )
+        app.extensions[C.EXTENSION_NAME].guards = Guards.setup(
+            self, app, app.extensions[C.EXTENSION_NAME]
+        )
+        if self.db is not None:
+            from .persistence import Persistence
+
+            app.extensions[C.EXTENSION_NAME].persistence = Persistence(app, self, config)
         app.register_error_handler(AISSEError, render_error)
         if config[C.REGISTER_BLUEPRINT]:
-            from .blueprint import create_blueprint
+            app.register_blueprint(self.create_blueprint(), url_prefix=config[C.URL_PREFIX])
 
-            app.register_blueprint(create_blueprint(self), url_prefix=config[C.URL_PREFIX])
+    def create_blueprint(self, *, decorators: Sequence[Callable[..., Any]] = ()) -> Blueprint:
+        """The routes as a blueprint, for an app that registers them itself.
+
+        With ``AI_SSE_REGISTER_BLUEPRINT = False``::
+
+            app.register_blueprint(ai.create_blueprint(decorators=[login_required]),
+                                   url_prefix="/ai")
+
+        ``decorators`` wrap every view, outermost first, before the rate limit and
+        the concurrency cap: a request they refuse costs nothing.
+        """
+        from .blueprint import create_blueprint
+
+        return create_blueprint(self, decorators=decorators)
 
     def state(self, app: Flask | None = None) -> AppState:
         """This extension's state for ``app`` (default: the current app)."""
@@ -293,10 +321,23 @@ class AISSE:
         owner: str | None = None,
         state: AppState | None = None,
     ) -> Generation:
-        """Open the upstream request (status known on return) and start producing."""
+        """Open the upstream request (status known on return) and start producing.
+
+        With ``params.conversation_id`` (and persistence on), the turn is stored
+        first and the conversation's history goes upstream as context.
+        """
+        from .persistence.observer import begin_turn
+
         state = state or self.state()
-        chunks = state.provider.open(self._request(state, params, options or {}))
-        return state.engine.start(chunks, meta={"owner": owner}, observers=state.observers)
+        with begin_turn(state, params, owner=owner, options=options) as turn:
+            chunks = state.provider.open(self._request(state, turn.params, turn.options))
+            return state.engine.start(
+                chunks,
+                stream_id=turn.stream_id,
+                start=turn.start,
+                meta={"owner": owner},
+                observers=[*state.observers, *turn.observers],
+            )
 
     def _check_owner(self, state: AppState, stream_id: str) -> None:
         meta = state.engine.store.meta(stream_id)
@@ -374,6 +415,14 @@ class AISSE:
         """The whole answer to already validated parameters."""
         state = state or self.state()
         return state.provider.complete(self._request(state, params, options or {}))
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """The current app's conversations and messages (persistence: ``AISSE(app, db=db)``)."""
+        persistence = self.state().persistence
+        if persistence is None:
+            raise RuntimeError("Conversations need persistence: create AISSE(app, db=db).")
+        return persistence.store
 
     def task(self) -> Task:
         """A fluent builder: ``ai.task().system(...).prompt(...).stream()``."""

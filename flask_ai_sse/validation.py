@@ -1,32 +1,98 @@
 """Input checking shared by the Python API and the HTTP routes. No Flask here.
 
 Every failure is a :class:`~flask_ai_sse.errors.ValidationError` with a stable
-``type``, raised before any upstream request or stream starts.
+``type``, raised before any upstream request or stream starts. The ``type`` of
+each kind of mistake (see ``docs/security.rst``):
+
+==========================  ====================================================
+``invalid_body``            the JSON body is not an object
+``missing_prompt``          no ``prompt`` and no user message
+``invalid_type``            a field has the wrong type (or a query number is not one)
+``empty_value``             a required text is empty
+``too_long``                a text is over its ``AI_SSE_MAX_*`` limit
+``too_many_messages``       more than ``AI_SSE_MAX_MESSAGES`` messages
+``invalid_role``            a message role other than system, user, assistant
+``out_of_range``            ``temperature`` or ``max_tokens`` outside its range
+``invalid_model``           a model name with characters no provider uses
+``model_not_allowed``       a model outside ``AI_SSE_ALLOWED_MODELS`` (HTTP routes)
+``duplicate_parameter``     a query parameter given twice
+==========================  ====================================================
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from . import constants as C
 from .chunks import ROLES, Message
-from .errors import PayloadTooLarge, ValidationError
+from .errors import ConfigurationError, ValidationError
 
 MAX_MODEL_CHARS = 200
 MAX_ID_CHARS = 128
+#: What model names look like across providers (``gpt-4o``, ``models/gemini-1.5-pro``,
+#: ``meta-llama/Llama-3-70b``, ``llama3:8b``, ``claude@20240229``). Anything else is
+#: refused: a model name ends up in URL paths (Gemini) and in logs.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+_QUERY_INT = re.compile(r"-?[0-9]{1,12}")
+_QUERY_FLOAT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,12})?([eE][-+]?[0-9]{1,3})?")
+#: ``AI_SSE_ALLOWED_MODELS`` value that lets clients name any model.
+ANY_MODEL = "*"
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Input limits, from the ``AI_SSE_MAX_*`` keys."""
+    """Input limits, from the ``AI_SSE_MAX_*`` keys and ``AI_SSE_ALLOWED_MODELS``.
+
+    ``allowed_models`` is the set of models a client of the HTTP routes may name
+    (``None``: any). The Python API is the app's own code and is not restricted.
+    """
 
     max_body_bytes: int = 256 * 1024
     max_prompt_chars: int = 32_000
     max_messages: int = 200
     max_message_chars: int = 32_000
     max_tokens: int = 1_000_000
+    allowed_models: frozenset[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, default_model: str) -> Limits:
+        """The limits an app's config asks for; ``default_model`` is always allowed."""
+        return cls(
+            max_body_bytes=_positive(config, C.MAX_BODY_BYTES),
+            max_prompt_chars=_positive(config, C.MAX_PROMPT_CHARS),
+            max_messages=_positive(config, C.MAX_MESSAGES),
+            max_message_chars=_positive(config, C.MAX_MESSAGE_CHARS),
+            max_tokens=_positive(config, C.MAX_TOKENS_LIMIT),
+            allowed_models=allowed_models(config.get(C.ALLOWED_MODELS), default_model),
+        )
+
+
+def _positive(config: Mapping[str, Any], key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{key} must be a positive integer, not {value!r}.")
+    return value
+
+
+def allowed_models(value: str | Iterable[str] | None, default_model: str) -> frozenset[str] | None:
+    """``AI_SSE_ALLOWED_MODELS`` resolved: ``None`` means any model may be named.
+
+    Unset means only ``default_model``: a client that picks the model picks
+    what the app pays, so choosing is opt-in. ``"*"`` allows any name.
+    """
+    if value is None:
+        return frozenset({default_model})
+    names = [value] if isinstance(value, str) else list(value)
+    if ANY_MODEL in names:
+        return None
+    for name in names:
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            raise ConfigurationError(f"{C.ALLOWED_MODELS} has an invalid model name: {name!r}.")
+    return frozenset(names) | {default_model}
 
 
 @dataclass
@@ -72,7 +138,7 @@ def _messages(value: Any, limits: Limits) -> list[Message]:
                 field="messages",
             )
         role = item.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise ValidationError(
                 f"messages[{i}].role must be one of {', '.join(ROLES)}.",
                 type="invalid_role",
@@ -89,13 +155,19 @@ def _messages(value: Any, limits: Limits) -> list[Message]:
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"'{name}' must be a number.", type="invalid_type", field=name)
-    if not low <= value <= high:
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(f"'{name}' must be a finite number.", type="invalid_type", field=name)
+    if not low <= number <= high:
         raise ValidationError(
             f"'{name}' must be between {low:g} and {high:g}.", type="out_of_range", field=name
         )
-    return float(value)
+    return number
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
@@ -106,6 +178,22 @@ def _integer(name: str, value: Any, low: int, high: int) -> int:
             f"'{name}' must be between {low} and {high}.", type="out_of_range", field=name
         )
     return value
+
+
+def _model(value: Any, allowed: frozenset[str] | None, *, restrict: bool) -> str:
+    name = _text("model", value, MAX_MODEL_CHARS)
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+        raise ValidationError(
+            "'model' is not a valid model name.", type="invalid_model", field="model"
+        )
+    if restrict and allowed is not None and name not in allowed:
+        listed = ", ".join(sorted(allowed)) if len(allowed) <= 10 else "see the app's settings"
+        raise ValidationError(
+            f"This model may not be used here (allowed: {listed}).",
+            type="model_not_allowed",
+            field="model",
+        )
+    return name
 
 
 def validate(
@@ -119,8 +207,13 @@ def validate(
     conversation_id: Any = None,
     limits: Limits,
     require_prompt: bool = True,
+    restrict_model: bool = False,
 ) -> AskParams:
-    """Check one request's parameters; ``prompt`` is appended as the last user message."""
+    """Check one request's parameters; ``prompt`` is appended as the last user message.
+
+    ``restrict_model`` applies ``limits.allowed_models``: the HTTP routes set it,
+    since there the model comes from a client.
+    """
     msgs = _messages(messages, limits) if messages is not None else []
     if prompt is not None:
         msgs.append({"role": "user", "content": _text("prompt", prompt, limits.max_prompt_chars)})
@@ -137,7 +230,11 @@ def validate(
     return AskParams(
         messages=msgs,
         system=_text("system", system, limits.max_prompt_chars) if system is not None else None,
-        model=_text("model", model, MAX_MODEL_CHARS) if model is not None else None,
+        model=(
+            _model(model, limits.allowed_models, restrict=restrict_model)
+            if model is not None
+            else None
+        ),
         temperature=_number("temperature", temperature, 0, 2) if temperature is not None else None,
         max_tokens=(
             _integer("max_tokens", max_tokens, 1, limits.max_tokens)
@@ -148,43 +245,60 @@ def validate(
     )
 
 
-#: The fields a client may send to the stream and ask routes.
-BODY_FIELDS = ("prompt", "messages", "system", "model", "temperature", "max_tokens",
-               "conversation_id")
+#: The fields a client may send to the stream and ask routes; others are ignored.
+BODY_FIELDS = (
+    "prompt",
+    "messages",
+    "system",
+    "model",
+    "temperature",
+    "max_tokens",
+    "conversation_id",
+)
+#: The query parameters of ``GET /stream`` (``EventSource`` cannot send a body).
+QUERY_FIELDS = ("prompt", "system", "model", "temperature", "max_tokens", "conversation_id")
 
 
 def validate_body(body: Any, limits: Limits) -> AskParams:
     """Check a decoded JSON body (``POST /stream`` and ``POST /ask``)."""
     if not isinstance(body, Mapping):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
-    return validate(limits=limits, **{k: body.get(k) for k in BODY_FIELDS})
+    fields: dict[str, Any] = {k: body.get(k) for k in BODY_FIELDS}
+    return validate(limits=limits, restrict_model=True, **fields)
 
 
-def validate_query(args: Mapping[str, str], limits: Limits) -> AskParams:
-    """Check query parameters (``GET /stream``, for ``EventSource``): numbers arrive as text."""
+def _query_number(name: str, raw: str, pattern: re.Pattern[str]) -> str:
+    """Numbers in a query are strict decimal text: no ``nan``, ``1_000``, spaces or signs."""
+    if not pattern.fullmatch(raw):
+        raise ValidationError(f"'{name}' must be a number.", type="invalid_type", field=name)
+    return raw
 
-    def parse(name: str, kind: type[int] | type[float]) -> int | float | None:
-        raw = args.get(name)
-        if raw is None or raw == "":
-            return None
-        try:
-            return kind(raw)
-        except ValueError:
+
+def validate_query(args: Any, limits: Limits) -> AskParams:
+    """Check query parameters (``GET /stream``, for ``EventSource``): numbers arrive as text.
+
+    ``args`` is a mapping, or a multi-dict (werkzeug's ``request.args``), where a
+    parameter given twice is refused rather than silently picked one way.
+    """
+    values: dict[str, str | None] = {}
+    for name in QUERY_FIELDS:
+        given = args.getlist(name) if hasattr(args, "getlist") else [args.get(name)]
+        given = [v for v in given if v is not None]
+        if len(given) > 1:
             raise ValidationError(
-                f"'{name}' must be a number.", type="invalid_type", field=name
-            ) from None
-
+                f"'{name}' is given more than once.", type="duplicate_parameter", field=name
+            )
+        values[name] = given[0] if given else None
+    temperature, max_tokens = values["temperature"], values["max_tokens"]
     return validate(
         limits=limits,
-        prompt=args.get("prompt"),
-        system=args.get("system"),
-        model=args.get("model"),
-        temperature=parse("temperature", float),
-        max_tokens=parse("max_tokens", int),
-        conversation_id=args.get("conversation_id"),
+        restrict_model=True,
+        prompt=values["prompt"],
+        system=values["system"],
+        model=values["model"],
+        temperature=float(_query_number("temperature", temperature, _QUERY_FLOAT))
+        if temperature
+        else None,
+        max_tokens=int(_query_number("max_tokens", max_tokens, _QUERY_INT)) if max_tokens else None,
+        conversation_id=values["conversation_id"],
     )
-
-
-def check_body_size(length: int | None, limits: Limits) -> None:
-    if length is not None and length > limits.max_body_bytes:
-        raise PayloadTooLarge(f"The request body is larger than {limits.max_body_bytes} bytes.")
