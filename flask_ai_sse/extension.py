@@ -18,6 +18,7 @@ from flask import copy_current_request_context as _copy_request_context
 
 from . import constants as C
 from .chunks import Answer, ChatRequest, Chunk, Message
+from .deployment import check_at_first_request
 from .engine import Engine, EngineSettings, Generation, Observer, create_store
 from .engine.custom import CustomStream
 from .engine.protocol import parse_event_id
@@ -189,6 +190,7 @@ class AISSE:
 
             app.extensions[C.EXTENSION_NAME].persistence = Persistence(app, self, config)
         app.register_error_handler(AISSEError, render_error)
+        check_at_first_request(app, shared_store=engine.store.shared)
         if config[C.REGISTER_BLUEPRINT]:
             app.register_blueprint(self.create_blueprint(), url_prefix=config[C.URL_PREFIX])
 
