@@ -180,7 +180,7 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:

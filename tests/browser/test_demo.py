@@ -1,0 +1,170 @@
+"""The demo page in headless Chromium: EventSource streaming, and resume after a cut.
+
+Real browser, real gunicorn gevent server. The resume test puts a TCP proxy in front of
+the server that cuts the first stream connection mid-answer; the browser's EventSource
+reconnects by itself with Last-Event-ID and the answer must come out whole, once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flask_ai_sse.providers.fake import DEFAULT_TEMPLATE
+
+from ..conftest import free_port
+
+pytestmark = pytest.mark.browser
+
+PROMPT = "Tell me about streams"
+EXPECTED = DEFAULT_TEMPLATE.format(prompt=PROMPT)
+
+
+class CuttingProxy:
+    """Forwards loopback TCP; the first response to ``GET /ai/stream?`` is cut after N bytes."""
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self.stream_requests = 0
+        self.port = free_port()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        """Pump both ways; a stream request seen on this connection arms the cut."""
+        upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
+        client.settimeout(30)
+        state = {"sent": 0, "limit": None}
+
+        def requests_in() -> None:
+            try:
+                while data := client.recv(65536):
+                    if data.startswith(b"GET /ai/stream?"):
+                        self.stream_requests += 1
+                        if self.cuts == 0:
+                            self.cuts += 1
+                            state["limit"] = state["sent"] + self.cut_after
+                    upstream.sendall(data)
+            except OSError:
+                pass
+            self._close(client, upstream)
+
+        threading.Thread(target=requests_in, daemon=True).start()
+        try:
+            while data := upstream.recv(65536):
+                limit = state["limit"]
+                if limit is not None and state["sent"] + len(data) >= limit:
+                    client.sendall(data[: limit - state["sent"]])
+                    break
+                client.sendall(data)
+                state["sent"] += len(data)
+        except OSError:
+            pass
+        self._close(client, upstream)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+@pytest.fixture(scope="module")
+def demo(module_gunicorn, tmp_path_factory):
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
+    return module_gunicorn(
+        {"AI_SSE_FAKE_DELAY": 0.02, "AI_SSE_RETRY": 200},
+        app="app:create_app()",
+        extra_args=["--chdir", "examples/chat"],
+        env={"DATABASE_URL": f"sqlite:///{db}"},
+    )
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory) -> Iterator[object]:
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager go online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None:
+        from ..conftest import need_service
+
+        need_service("chromedriver", "install Debian's 'chromium-driver' package")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def ask_in_page(browser, url: str) -> tuple[str, str]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    assert "fake provider" in browser.find_element(By.TAG_NAME, "body").text
+    browser.find_element(By.ID, "prompt").send_keys(PROMPT)
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+    )
+    return (
+        browser.find_element(By.ID, "answer").text,
+        browser.find_element(By.ID, "status").text,
+    )
+
+
+def test_demo_page_streams_an_answer(demo, browser, tmp_path: Path):
+    answer, status = ask_in_page(browser, f"{demo.url}/")
+    assert answer == EXPECTED
+    assert status == "finished: stop"
+    browser.save_screenshot(str(tmp_path / "demo.png"))
+
+
+def test_eventsource_resumes_after_a_cut_with_nothing_lost_or_repeated(demo, browser):
+    proxy = CuttingProxy(demo.port, cut_after=900)
+    try:
+        answer, status = ask_in_page(browser, f"http://127.0.0.1:{proxy.port}/")
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert proxy.stream_requests >= 2  # the browser reconnected by itself
+    assert answer == EXPECTED
+    assert status == "finished: stop"
