@@ -1,0 +1,38 @@
+"""``flask ai-sse reconcile``: mark messages left ``streaming`` by a dead worker as failed."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from .. import constants as C
+
+cli = AppGroup("ai-sse", help="flask-ai-sse maintenance commands.")
+
+
+@cli.command("reconcile")
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds since a streaming message's last write (default: AI_SSE_STREAM_TIMEOUT)."
+    " 0 marks every streaming message: only when no server is running.",
+)
+def reconcile_command(older_than: float | None) -> None:
+    """Mark interrupted streaming messages as failed (reason 'interrupted')."""
+    state = current_app.extensions.get(C.EXTENSION_NAME)
+    persistence = getattr(state, "persistence", None)
+    if persistence is None:
+        raise click.UsageError("Persistence is off: create the extension with AISSE(app, db=db).")
+    count = persistence.store.reconcile(older_than=older_than)
+    click.echo(f"Marked {count} interrupted message(s) as failed.")
+
+
+def register_cli(app: Flask) -> None:
+    """Add the commands under ``flask ai-sse``, joining a group of that name if there is one."""
+    group = app.cli.commands.get(cli.name or "")
+    if group is None:
+        app.cli.add_command(cli)
+    elif isinstance(group, click.Group) and group is not cli:
+        group.add_command(reconcile_command)

@@ -1,0 +1,67 @@
+"""History as context: which earlier messages go upstream. Pure code, no database.
+
+A budget caps the earlier messages by count, and what is sent (system prompt,
+kept history, the new turn) by characters and approximate tokens. System
+messages and the new turn are always sent; the oldest other messages go first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..chunks import Message
+
+#: Characters per token for the estimate: about right for English with the common
+#: tokenizers, and deliberately not a tokenizer (no model-specific dependency).
+CHARS_PER_TOKEN = 4
+
+
+def approx_tokens(text: str) -> int:
+    """A rough token count (``len / 4``, rounded up), enough to stay under a context window."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class HistoryBudget:
+    """Limits on the context; 0 means no limit."""
+
+    max_messages: int = 0
+    max_chars: int = 0
+    max_tokens: int = 0
+
+    def fits(self, count: int, chars: int, tokens: int) -> bool:
+        return (
+            (not self.max_messages or count <= self.max_messages)
+            and (not self.max_chars or chars <= self.max_chars)
+            and (not self.max_tokens or tokens <= self.max_tokens)
+        )
+
+
+def trim_history(
+    history: Sequence[Message], new: Sequence[Message], budget: HistoryBudget
+) -> list[Message]:
+    """The messages to send: system messages, the newest earlier turns that fit, ``new``.
+
+    ``max_messages`` counts the earlier non-system messages kept; characters and
+    tokens count everything sent. Kept history never starts with an assistant
+    message, which several APIs refuse.
+    """
+    system = [m for m in history if m["role"] == "system"]
+    others = [m for m in history if m["role"] != "system"]
+    fixed = [*system, *new]
+    chars = sum(len(m["content"]) for m in fixed)
+    tokens = sum(approx_tokens(m["content"]) for m in fixed)
+    kept: list[Message] = []
+    for message in reversed(others):
+        size = len(message["content"])
+        cost = approx_tokens(message["content"])
+        if not budget.fits(len(kept) + 1, chars + size, tokens + cost):
+            break
+        kept.append(message)
+        chars += size
+        tokens += cost
+    kept.reverse()
+    while kept and kept[0]["role"] == "assistant":
+        kept.pop(0)
+    return [*system, *kept, *new]
