@@ -495,7 +495,9 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
-def _provider_config(config: Mapping[str, Any], entry: Mapping[str, Any] | None = None) -> ProviderConfig:
+def _provider_config(
+    config: Mapping[str, Any], entry: Mapping[str, Any] | None = None
+) -> ProviderConfig:
     """A provider's settings from config; a fallback ``entry`` overrides name, model, key, URL."""
     entry = entry or {}
     name = entry.get("provider", config[C.PROVIDER])

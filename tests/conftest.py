@@ -46,7 +46,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -106,12 +108,28 @@ class ServerPool:
             environ[f"APP_{key}"] = json.dumps(value)
         log = self.tmp / f"gunicorn-{port}.log"
         cmd = [
-            sys.executable, "-m", "gunicorn", "-k", "gevent", "--workers", str(workers),
-            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--timeout", "30",
-            "--log-level", "warning", *(extra_args or []), app,
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gevent",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "5",
+            "--timeout",
+            "30",
+            "--log-level",
+            "warning",
+            *(extra_args or []),
+            app,
         ]
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT
+            )
         server = Server(proc, port, log)
         self.servers.append(server)
         try:
@@ -152,6 +170,11 @@ def app() -> Flask:
 
 @pytest.fixture
 def redis_url() -> str:
+    return require_redis()
+
+
+def require_redis() -> str:
+    """The test Redis URL, its db flushed; for module-scoped servers too."""
     try:
         import redis
     except ImportError:
@@ -188,6 +211,8 @@ def chromium() -> str:
     return str(path)
 
 
-def open_stream(url: str, *, method: str = "GET", timeout: float = 10.0, **kwargs: Any) -> requests.Response:
+def open_stream(
+    url: str, *, method: str = "GET", timeout: float = 10.0, **kwargs: Any
+) -> requests.Response:
     """An SSE request with a read timeout, so nothing hangs."""
     return requests.request(method, url, stream=True, timeout=(3, timeout), **kwargs)

@@ -87,8 +87,9 @@ def test_ask_stream_from_a_view_uses_system_and_options():
 
     @app.post("/chat")
     def chat():
-        return ai.ask_stream(request.json["prompt"], system="Be brief.", temperature=0.5,
-                             max_tokens=9, top_k=3)
+        return ai.ask_stream(
+            request.json["prompt"], system="Be brief.", temperature=0.5, max_tokens=9, top_k=3
+        )
 
     result = collect(app.test_client().post("/chat", json={"prompt": "hello"}))
     assert result.text == "Hi there."
@@ -110,7 +111,9 @@ def test_provider_failure_before_first_byte_is_an_http_error():
 
     resp = app.test_client().get("/chat")
     assert resp.status_code == 502
-    assert resp.json == {"error": {"type": "provider_error", "message": "The model provider failed."}}
+    assert resp.json == {
+        "error": {"type": "provider_error", "message": "The model provider failed."}
+    }
 
 
 def test_failure_after_start_is_an_error_event_then_done():
@@ -137,7 +140,9 @@ def test_ask_stream_and_task_builder():
     app = make_app()
     ai = AISSE(app, provider=provider)
     with app.test_request_context():
-        answer = ai.task().system("S").message("assistant", "earlier").prompt("now").model("m2").ask()
+        answer = (
+            ai.task().system("S").message("assistant", "earlier").prompt("now").model("m2").ask()
+        )
         assert answer.text == "Whole answer."
         assert answer.finish_reason == "stop"
         assert answer.model == "m2"
@@ -207,7 +212,7 @@ def test_event_stream_error_inside_iterable_hides_details():
 
     with app.test_request_context():
         events_out = parse_sse(ai.event_stream(events()).response)
-    assert [e.data for e in events_out][0] == "before"
+    assert events_out[0].data == "before"
     assert events_out[-1].event == "error"
     assert "secret" not in events_out[-1].data
     assert events_out[-1].json()["error"]["type"] == "internal_error"

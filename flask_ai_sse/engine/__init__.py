@@ -64,8 +64,11 @@ class Engine:
         self.active: dict[str, Generation] = {}
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
-        limits = [t for t in (settings.disconnect_grace, settings.silence_timeout,
-                              settings.total_timeout) if t > 0]
+        limits = [
+            t
+            for t in (settings.disconnect_grace, settings.silence_timeout, settings.total_timeout)
+            if t > 0
+        ]
         self._tick = min(1.0, max(0.05, min(limits, default=4.0) / 4))
         self._keepalive_bytes = encode_comment("keepalive")
         self._retry_bytes = encode(retry=settings.retry)
@@ -155,9 +158,9 @@ class Engine:
         for stream_id, gen in list(self.active.items()):
             if gen.done.is_set():
                 self.active.pop(stream_id, None)
-            elif s.total_timeout > 0 and now - gen.started_at > s.total_timeout:
-                gen.abort("timeout")
-            elif s.silence_timeout > 0 and now - gen.last_activity > s.silence_timeout:
+            elif (0 < s.total_timeout < now - gen.started_at) or (
+                0 < s.silence_timeout < now - gen.last_activity
+            ):
                 gen.abort("timeout")
             elif (
                 s.disconnect_policy == "cancel"

@@ -6,7 +6,7 @@ import re
 
 # The end of a sentence: terminal punctuation (and closing quotes or brackets) followed by
 # white space, or a line break.
-_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*\s+|\n")
+_SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\s+|\n")
 
 
 class SentenceBuffer:

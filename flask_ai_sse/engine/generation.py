@@ -28,6 +28,7 @@ from .store import StreamStore
 
 logger = logging.getLogger("flask_ai_sse")
 
+
 class Observer(Protocol):
     """Something beside the producer that follows a generation (e.g. persistence).
 
@@ -89,7 +90,7 @@ class Generation:
         threading.Thread(target=self.run, name=f"ai-sse-{self.stream_id[:8]}", daemon=True).start()
 
     def abort(self, reason: str) -> None:
-        """Stop the generation soon, from any greenlet: ``cancelled``, ``disconnected``, ``timeout``."""
+        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected or timeout."""
         if self.abort_reason is None and not self.done.is_set():
             self.abort_reason = reason
             self.chunks.abort()
@@ -134,7 +135,9 @@ class Generation:
                 self.seq += 1
                 entries = [entry]
                 if self.progress_every and answer.chunks % self.progress_every == 0:
-                    entries.append(encode_event(stream_id, self._next(), self.progress(), "progress"))
+                    entries.append(
+                        encode_event(stream_id, self._next(), self.progress(), "progress")
+                    )
                 self.store.append(stream_id, entries)
             if self.observers:
                 self._notify("chunk", chunk)

@@ -120,7 +120,7 @@ class StreamStore(abc.ABC):
     def signal(self, stream_id: str, name: str) -> bool:
         """Tell the stream's producer, wherever it runs. False if the stream is unknown."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for memory
         """Release connections (a no-op for memory)."""
 
 
@@ -204,6 +204,4 @@ def create_store(url: str | StreamStore, *, ttl: float, max_events: int) -> Stre
         from .redis_store import RedisStore
 
         return RedisStore(url, ttl=ttl, max_events=max_events)
-    raise ConfigurationError(
-        f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}."
-    )
+    raise ConfigurationError(f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}.")

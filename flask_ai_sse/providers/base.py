@@ -101,7 +101,7 @@ class Provider(abc.ABC):
                 builder.add(chunk)
         return builder.answer()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections (called when the app's extension state goes away)."""
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ reconnects by itself with Last-Event-ID and the answer must come out whole, once
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -86,10 +87,8 @@ class CuttingProxy:
     @staticmethod
     def _close(*socks: socket.socket) -> None:
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self) -> None:
@@ -122,8 +121,14 @@ def browser(chromium, tmp_path_factory) -> Iterator[object]:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         "--disable-dev-shm-usage",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
     ):

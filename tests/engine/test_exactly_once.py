@@ -23,7 +23,9 @@ TEXT = "".join(f"{WORDS[i % len(WORDS)]}{i} " for i in range(240))
 CUTS_PER_STORE = 300
 
 
-def follow_with_cuts(server, rng: random.Random, path: str, cuts: list[int]) -> tuple[str, list[int]]:
+def follow_with_cuts(
+    server, rng: random.Random, path: str, cuts: list[int]
+) -> tuple[str, list[int]]:
     """Read one stream to [DONE] through as many dropped connections as it takes."""
     decoder = SSEDecoder()
     content: list[str] = []
@@ -62,7 +64,11 @@ def follow_with_cuts(server, rng: random.Random, path: str, cuts: list[int]) -> 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 def test_random_cuts_lose_and_repeat_nothing(gunicorn_server, request, store):
-    config = {"AI_SSE_FAKE_RESPONSE": TEXT, "AI_SSE_FAKE_DELAY": 0.002, "AI_SSE_DISCONNECT_GRACE": 5}
+    config = {
+        "AI_SSE_FAKE_RESPONSE": TEXT,
+        "AI_SSE_FAKE_DELAY": 0.002,
+        "AI_SSE_DISCONNECT_GRACE": 5,
+    }
     if store == "redis":
         config["AI_SSE_STORE"] = request.getfixturevalue("redis_url")
     server = gunicorn_server(config)

@@ -73,7 +73,11 @@ class Follower:
         return [i for i in self.items if not isinstance(i, Comment)]
 
     def content(self) -> list[str]:
-        return [json.loads(e.data)["content"] for e in self.events() if e.event == "message" and e.data != "[DONE]"]
+        return [
+            json.loads(e.data)["content"]
+            for e in self.events()
+            if e.event == "message" and e.data != "[DONE]"
+        ]
 
     def close(self) -> None:
         self.resp.close()
@@ -96,7 +100,11 @@ def test_keepalive_before_the_first_token_during_an_upstream_stall(server, mock)
     first = next(i for i, item in enumerate(items) if getattr(item, "event", None) == "message")
     keepalives = [i for i in items[:first] if isinstance(i, Comment)]
     assert keepalives and all(k.text == "keepalive" for k in keepalives)
-    f.until(lambda items: items[-1].__class__.__name__ == "ServerSentEvent" and items[-1].data == "[DONE]")
+    f.until(
+        lambda items: (
+            items[-1].__class__.__name__ == "ServerSentEvent" and items[-1].data == "[DONE]"
+        )
+    )
     assert "".join(f.content()) == "late answer"
 
 
@@ -167,7 +175,12 @@ def test_progress_events(server, mock):
     f, _ = start_stream(server)
     f.until(lambda items: getattr(items[-1], "data", None) == "[DONE]")
     progress = [e.json() for e in f.events() if e.event == "progress"]
-    assert progress and set(progress[0]) == {"chunks", "characters", "elapsed", "characters_per_second"}
+    assert progress and set(progress[0]) == {
+        "chunks",
+        "characters",
+        "elapsed",
+        "characters_per_second",
+    }
     assert progress[0]["chunks"] == 50
 
 

@@ -16,7 +16,10 @@ from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 @pytest.mark.parametrize(
     ("pieces", "out"),
     [
-        (["Hello", " world. How", " are you?", " Fine"], ["", "Hello world. ", "How are you? ", "Fine"]),
+        (
+            ["Hello", " world. How", " are you?", " Fine"],
+            ["", "Hello world. ", "How are you? ", "Fine"],
+        ),
         (["Line one\nLine", " two"], ["Line one\n", "Line two"]),
         (['He said "stop." Then', " left."], ['He said "stop." ', "Then left."]),
         (["v1.2 is out"], ["v1.2 is out"]),
@@ -36,14 +39,19 @@ def test_sentence_mode_sends_whole_sentences_and_the_rest_at_the_end():
     provider = FakeProvider(script=["One two. Three four! Five"], delay=0)
     AISSE(app, provider=provider)
     result = collect(app.test_client().get("/ai/stream?prompt=x"))
-    contents = [e.json()["content"] for e in result.events if e.event == "message" and e.data != "[DONE]"]
+    contents = [
+        e.json()["content"] for e in result.events if e.event == "message" and e.data != "[DONE]"
+    ]
     assert contents == ["One two. ", "Three four! ", "Five"]
 
 
 def test_sentence_mode_flushes_partial_text_before_an_error():
     app = Flask(__name__)
     app.config.update(AI_SSE_SENTENCE_MODE=True)
-    AISSE(app, provider=FakeProvider(script=[FakeReply(text="Half a sentence", fail_after=2)], delay=0))
+    AISSE(
+        app,
+        provider=FakeProvider(script=[FakeReply(text="Half a sentence", fail_after=2)], delay=0),
+    )
     result = collect(app.test_client().get("/ai/stream?prompt=x"))
     assert result.text == "Half a "
     assert result.terminal.event == "error"
@@ -83,7 +91,7 @@ def test_reader_that_falls_behind_the_cap_gets_an_error_event_not_a_crash():
 def test_slow_reader_memory_is_bounded_by_the_log_cap():
     store = MemoryStore(max_events=100)
     store.create("s", {})
-    for i in range(10_000):
+    for _ in range(10_000):
         store.append("s", [b"x" * 10])
     log = store._logs["s"]
     assert len(log.entries) == 100 and log.last_seq == 10_000
@@ -94,8 +102,12 @@ def test_keepalive_while_waiting_and_close_detaches_once():
     store.create("s", {})
     store.attach("s")
     closed = []
-    reader = StreamReader(lambda a, t: store.read("s", a, t), 0, keepalive=0.01,
-                          on_close=lambda: closed.append(store.detach("s")))
+    reader = StreamReader(
+        lambda a, t: store.read("s", a, t),
+        0,
+        keepalive=0.01,
+        on_close=lambda: closed.append(store.detach("s")),
+    )
     assert next(reader) == b": keepalive\n\n"
     reader.close()
     reader.close()
@@ -119,7 +131,9 @@ def test_watchdog_aborts_orphans_after_grace_but_not_readers_that_came_back():
     provider = FakeProvider(script=[FakeReply(text="a b c", stall=30, stall_after=1)], delay=0)
     from flask_ai_sse.chunks import ChatRequest
 
-    gen = engine.start(provider.open(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")))
+    gen = engine.start(
+        provider.open(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m"))
+    )
     store.attach(gen.stream_id)
     engine._detached(gen.stream_id)
     assert gen.orphaned_at is not None
@@ -141,7 +155,9 @@ def test_disconnect_policy_finish_runs_to_the_end():
     from flask_ai_sse.chunks import ChatRequest
 
     provider = FakeProvider(script=[FakeReply(text="a b c", stall=0.3, stall_after=1)], delay=0)
-    gen = engine.start(provider.open(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")))
+    gen = engine.start(
+        provider.open(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m"))
+    )
     store.attach(gen.stream_id)
     engine._detached(gen.stream_id)
     assert gen.orphaned_at is not None

@@ -103,14 +103,20 @@ def test_bad_input_is_a_json_4xx_never_a_stream(server, body, status, kind):
 
 def test_malformed_and_missing_bodies(server):
     url = f"{server.url}/ai/stream"
-    bad = open_stream(url, method="POST", data=b"{nope", headers={"Content-Type": "application/json"})
+    bad = open_stream(
+        url, method="POST", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert (bad.status_code, bad.json()["error"]["type"]) == (400, "invalid_json")
     empty = open_stream(url, method="POST", headers={"Content-Type": "application/json"})
     assert (empty.status_code, empty.json()["error"]["type"]) == (400, "missing_body")
     form = open_stream(url, method="POST", data={"prompt": "x"})
     assert (form.status_code, form.json()["error"]["type"]) == (415, "unsupported_media_type")
-    huge = open_stream(url, method="POST", data=b"{" + b" " * 300_000 + b"}",
-                       headers={"Content-Type": "application/json"})
+    huge = open_stream(
+        url,
+        method="POST",
+        data=b"{" + b" " * 300_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
     assert (huge.status_code, huge.json()["error"]["type"]) == (413, "payload_too_large")
 
 
