@@ -25,6 +25,7 @@ __all__ = [
     "ServerSentEvent",
     "encode",
     "encode_comment",
+    "encode_json",
     "iter_events",
     "json_dumps",
 ]
@@ -37,6 +38,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 DONE = b"data: [DONE]\n\n"
 
 
+# One encoder for every call: json.dumps() with options builds a new one each time.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def json_dumps(value: Any) -> str:
     """Compact JSON on one line: JSON escapes CR and LF, so it never breaks framing.
 
@@ -45,7 +50,9 @@ def json_dumps(value: Any) -> str:
     they cannot be encoded as UTF-8. NaN and infinities raise
     :class:`ValueError`: a browser's ``JSON.parse`` rejects them.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _JSON.encode(value)
+    if text.isascii():
+        return text
     # Raw surrogates can only be inside JSON strings, where \uXXXX means the same.
     return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
@@ -99,6 +106,20 @@ def encode(
         raise ValueError("an SSE event needs data, event, id, retry or comment")
     parts.append("\n")
     return "".join(parts).encode("utf-8")
+
+
+def encode_json(data: Any, *, event: str | None = None, id: str | None = None) -> bytes:
+    """One event whose data is ``data`` as JSON: the hot path of the default protocol.
+
+    The same bytes as :func:`encode` for non-``str`` data, faster: compact JSON is
+    one line (it escapes CR and LF), so nothing needs splitting.
+    """
+    head = ""
+    if event is not None:
+        head = f"event: {_check_field('event', event)}\n"
+    if id is not None:
+        head += f"id: {_check_field('id', id)}\n"
+    return f"{head}data: {json_dumps(data)}\n\n".encode()
 
 
 def encode_comment(text: str = "") -> bytes:

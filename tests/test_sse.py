@@ -485,3 +485,26 @@ def test_exported_names() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(sse).failed == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"content": "plain"},
+        {"content": "line\r\nbreak\n\ndata: injected\revent: x"},
+        {"content": "emoji 🙂 and é, \u2028 separators \u2029"},
+        {"content": "lone \ud83d surrogate"},
+        {"error": {"type": "t", "message": "m"}},
+        [1, "two", None],
+    ],
+)
+@pytest.mark.parametrize(("event", "id"), [(None, None), ("done", "s:9"), (None, "abc:1")])
+def test_encode_json_fast_path_is_byte_identical_to_encode(data, event, id):
+    assert sse.encode_json(data, event=event, id=id) == sse.encode(data, event=event, id=id)
+
+
+def test_encode_json_refuses_framing_breaks_like_encode():
+    with pytest.raises(ValueError):
+        sse.encode_json({}, event="a\nb")
+    with pytest.raises(ValueError):
+        sse.encode_json({}, id="a\rb")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..chunks import Chunk
-from ..sse import DONE, encode
+from ..sse import DONE, encode, encode_json
 
 __all__ = ["DONE", "encode_chunk", "encode_event", "event_id", "parse_event_id"]
 
@@ -40,7 +40,7 @@ def parse_event_id(value: str | None) -> tuple[str, int] | None:
 
 
 def encode_event(stream_id: str, seq: int, data: Any, event: str | None = None) -> bytes:
-    return encode(data, event=event, id=event_id(stream_id, seq))
+    return encode_json(data, event=event, id=event_id(stream_id, seq))
 
 
 def encode_chunk(stream_id: str, seq: int, chunk: Chunk) -> bytes | None:
