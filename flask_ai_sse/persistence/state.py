@@ -50,7 +50,10 @@ class Persistence:
     def __init__(self, app: Flask, ai: AISSE, config: Mapping[str, Any]) -> None:
         models = define_models(ai.db, config[C.TABLE_PREFIX])
         self.store = ConversationStore(
-            Database(app, ai.db), models, settings_from_config(config), ai.current_owner
+            Database(app, ai.db, sqlite_wal=bool(config[C.SQLITE_WAL])),
+            models,
+            settings_from_config(config),
+            ai.current_owner,
         )
         self._reconciled = not config[C.RECONCILE_ON_START]
         if not self._reconciled:

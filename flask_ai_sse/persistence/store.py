@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -65,9 +66,11 @@ class PersistSettings:
 class Database:
     """Short transactions on one app's database, from any thread or greenlet."""
 
-    def __init__(self, app: Flask, db: SQLAlchemy) -> None:
+    def __init__(self, app: Flask, db: SQLAlchemy, *, sqlite_wal: bool = True) -> None:
         self.app = app
         self.db = db
+        self._tune_sqlite = sqlite_wal
+        self._lock = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -77,9 +80,29 @@ class Database:
         engine through ``current_app``, so one is pushed when missing.
         """
         with self._app_context():
+            if self._tune_sqlite:
+                self._use_wal()
             session = self.db.session.session_factory(expire_on_commit=False)
             with session, session.begin():
                 yield session
+
+    def _use_wal(self) -> None:
+        """Put a SQLite file in WAL mode with ``synchronous=NORMAL``, once.
+
+        In its default mode every commit fsyncs (milliseconds each), and SQLite
+        blocks the whole gevent worker while it does: hundreds of streams writing
+        partial text would stall every other one. Engines already pooling
+        connections are disposed, so that every connection gets the pragmas.
+        """
+        with self._lock:
+            if not self._tune_sqlite:
+                return
+            self._tune_sqlite = False
+            engine = self.db.engine
+            if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+                return
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            engine.dispose()
 
     @contextmanager
     def _app_context(self) -> Iterator[None]:
@@ -88,6 +111,13 @@ class Database:
         else:
             with self.app.app_context():
                 yield
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _title(messages: Sequence[ChatMessage]) -> str | None:
