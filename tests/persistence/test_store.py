@@ -297,3 +297,33 @@ def test_bad_requests_get_json_errors(
     resp = client.open(path.format(cid=cid), method=method, headers=OWNER, **kwargs)
     assert resp.status_code == status
     assert resp.json["error"]["type"] == kind
+
+
+def test_the_documented_custom_view_pattern(make_app: Make) -> None:
+    app, ai, provider = make_app("Found it.")
+
+    @app.post("/agent/<cid>")
+    def agent(cid: str) -> Any:
+        ai.conversations.add_message(cid, "user", request.json["prompt"])
+        answer = ai.conversations.start_message(cid, meta={"tool": "search"})
+
+        def events() -> Any:
+            with answer:
+                for chunk in ai.stream(messages=ai.conversations.history(cid)):
+                    if chunk.kind == "text":
+                        answer.append(chunk.text)
+                        yield {"content": chunk.text}
+
+        return ai.event_stream(events())
+
+    client = app.test_client()
+    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    result = collect(client.post(f"/agent/{cid}", json={"prompt": "find"}, headers=OWNER).response)
+    assert result.text == "Found it."
+    assert provider.requests[-1].messages == [{"role": "user", "content": "find"}]
+    messages = client.get(f"/ai/conversations/{cid}", headers=OWNER).json["messages"]
+    assert [(m["role"], m["content"], m["status"]) for m in messages] == [
+        ("user", "find", "completed"),
+        ("assistant", "Found it.", "completed"),
+    ]
+    assert messages[1]["meta"]["tool"] == "search"
