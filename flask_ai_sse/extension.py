@@ -414,9 +414,14 @@ class AISSE:
         options: dict[str, Any] | None = None,
         state: AppState | None = None,
     ) -> Answer:
-        """The whole answer to already validated parameters."""
+        """The whole answer to already validated parameters (stored with a conversation)."""
+        from .persistence.observer import begin_turn
+
         state = state or self.state()
-        return state.provider.complete(self._request(state, params, options or {}))
+        with begin_turn(state, params, owner=self.current_owner(), options=options) as turn:
+            answer = state.provider.complete(self._request(state, turn.params, turn.options))
+            turn.answered(answer)
+            return answer
 
     @property
     def conversations(self) -> ConversationStore:

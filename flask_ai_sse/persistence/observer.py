@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..chunks import Chunk
+from ..chunks import Answer, AnswerBuilder, Chunk
 from ..engine import Engine, Generation, Observer
 from ..errors import ValidationError
 from ..validation import AskParams
@@ -56,14 +56,10 @@ class PersistObserver:
     def finished(self, generation: Generation) -> None:
         if self.message.status == "streaming":
             self._catch_up(generation, flush=False)
-        answer = generation.answer
         meta = {
             **generation.stats(),
-            "model": answer.model,
-            "provider": answer.provider,
+            **answer_meta(generation.answer),
             "finish_reason": generation.finish_reason,
-            "raw_finish_reason": answer.raw_finish_reason,
-            "usage": answer.usage.to_dict() if answer.usage else None,
         }
         reason = generation.abort_reason
         if generation.status == "failed":
@@ -72,6 +68,17 @@ class PersistObserver:
             self.message.cancel(reason or "cancelled", meta=meta)
         else:
             self.message.complete(meta=meta)
+
+
+def answer_meta(answer: Answer | AnswerBuilder) -> dict[str, Any]:
+    """What an answer says about itself, as kept in ``meta``."""
+    return {
+        "model": answer.model,
+        "provider": answer.provider,
+        "finish_reason": answer.finish_reason or "stop",
+        "raw_finish_reason": answer.raw_finish_reason,
+        "usage": answer.usage.to_dict() if answer.usage else None,
+    }
 
 
 @dataclass
@@ -85,6 +92,13 @@ class Turn:
     observers: tuple[Observer, ...] = ()
     message: MessageStream | None = None
 
+    def answered(self, answer: Answer) -> None:
+        """Store a whole answer (``POST /ask``), when the turn has a conversation."""
+        if self.message is not None:
+            self.message.meta.pop("stream_id", None)  # no stream to attach to
+            self.message.append(answer.text, flush=False)
+            self.message.complete(meta=answer_meta(answer))
+
 
 @contextmanager
 def begin_turn(
@@ -94,7 +108,7 @@ def begin_turn(
     owner: str | None,
     options: Mapping[str, Any] | None,
 ) -> Iterator[Turn]:
-    """Prepare a stream; with ``params.conversation_id``, store its turn first.
+    """Prepare a stream (or an ask); with ``params.conversation_id``, store its turn first.
 
     Without a conversation nothing is stored. A failure inside the block (the
     upstream refused, before any byte) marks the stored answer ``failed``.

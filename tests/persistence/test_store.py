@@ -327,3 +327,23 @@ def test_the_documented_custom_view_pattern(make_app: Make) -> None:
         ("assistant", "Found it.", "completed"),
     ]
     assert messages[1]["meta"]["tool"] == "search"
+
+
+def test_ask_with_a_conversation_is_stored_too(make_app: Make) -> None:
+    app, ai, provider = make_app("Streamed.", "Asked.")
+    client = app.test_client()
+    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    body = {"prompt": "one", "conversation_id": cid}
+    streamed = collect(client.post("/ai/stream", json=body, headers=OWNER).response)
+    ended(app, ai, streamed.start["message_id"])
+    answer = client.post("/ai/ask", json={"prompt": "two", "conversation_id": cid}, headers=OWNER)
+    assert answer.json["text"] == "Asked."
+    assert [m["content"] for m in provider.requests[-1].messages] == ["one", "Streamed.", "two"]
+    messages = client.get(f"/ai/conversations/{cid}", headers=OWNER).json["messages"]
+    assert [(m["content"], m["status"]) for m in messages[2:]] == [
+        ("two", "completed"),
+        ("Asked.", "completed"),
+    ]
+    assert messages[3]["meta"]["finish_reason"] == "stop" and "stream_id" not in messages[3]["meta"]
+    other = client.post("/ai/ask", json=body, headers={"X-Owner": "bob"})
+    assert other.status_code == 404
