@@ -3,7 +3,7 @@
 They subclass the app's ``db.Model``, so ``db.create_all()``, Alembic /
 Flask-Migrate autogenerate and ``db.session`` treat them like the app's own
 models. The columns live on two typed mixins, which the library's own code
-queries against; the concrete classes are made per ``(db, table prefix)``.
+queries against; the concrete classes are made once per ``db``.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class PromptScripted(FakeProvider):
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.abspath("persist-test.db")
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
     app.config.from_prefixed_env(prefix="APP")
     app.config.update(config or {})
     db = SQLAlchemy(app)
