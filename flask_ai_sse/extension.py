@@ -342,8 +342,10 @@ class AISSE:
             )
 
     def _check_owner(self, state: AppState, stream_id: str) -> None:
+        # The hook runs first, so that its 401 cannot tell which stream ids exist.
+        owner = self.current_owner()
         meta = state.engine.store.meta(stream_id)
-        if meta is None or meta.get("owner") != self.current_owner():
+        if meta is None or meta.get("owner") != owner:
             raise NotFound("Unknown or expired stream.")
 
     def attach(self, stream_id: str, after: int = 0) -> Response:
