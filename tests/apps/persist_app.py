@@ -9,7 +9,8 @@ the ``X-Owner`` header. The provider answers by the prompt's first word:
 * anything else: ``Answer to <prompt>.`` (checkable for every stream).
 
 ``GET /_test/request?prompt=...`` shows the messages the provider was sent for
-that prompt; ``GET /_test/pid`` the worker's pid.
+that prompt; ``GET /_test/pid`` the worker's pid. With ``TEST_REAL_PROVIDER``
+the configured provider is used instead (``AI_SSE_PROVIDER``, e.g. a mock upstream).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     db = SQLAlchemy(app)
     provider = PromptScripted()
-    ai = AISSE(app, db=db, provider=provider)
+    ai = AISSE(app, db=db, provider=None if app.config.get("TEST_REAL_PROVIDER") else provider)
     app.extensions["test_db"] = db
 
     @ai.authorize

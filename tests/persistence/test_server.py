@@ -17,6 +17,7 @@ import requests
 
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from flask_ai_sse.testing import StreamResult, collect
+from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
 from tests.apps.persist_app import SLOW_TEXT
 
 from ..conftest import ROOT, Server, open_stream
@@ -143,6 +144,31 @@ def test_turns_are_stored_and_sent_as_context(server: Server) -> None:
         ("user", "completed"),
         ("assistant", "completed"),
     ]
+
+
+def test_the_provider_adapter_sends_the_history_upstream(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """The same second turn through the real OpenAI adapter, seen from the mock upstream."""
+    with OpenAIMock(api_key="test-key") as mock:
+        mock.script(MockReply(text="Paris."), MockReply(text="About two million."))
+        upstream = {
+            "TEST_REAL_PROVIDER": True,
+            "AI_SSE_PROVIDER": "openai",
+            "AI_SSE_BASE_URL": mock.base_url,
+            "AI_SSE_API_KEY": "test-key",
+        }
+        server = gunicorn_server({**database, **SERVER_CONFIG, **upstream}, app=APP)
+        cid = create(server, system="Be brief.")
+        first = ask(server, "Capital of France?", cid)
+        assert wait_message(server, cid, first.start["message_id"])["content"] == "Paris."
+        assert ask(server, "Population?", cid).text == "About two million."
+        assert mock.requests[-1].json["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Capital of France?"},
+            {"role": "assistant", "content": "Paris."},
+            {"role": "user", "content": "Population?"},
+        ]
 
 
 def test_a_stream_without_conversation_stores_nothing(server: Server) -> None:
