@@ -137,3 +137,22 @@ def test_limit_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_ur
     stream = open_stream(f"{two.url}/ai/stream", params={"prompt": "x"}, headers=headers)
     assert stream.status_code == 429
     assert stream.headers["Content-Type"] == "application/json"
+
+
+def test_own_views_can_spend_from_the_same_budget():
+    """What docs/security.rst shows: a shared limit with the scope "ai_sse"."""
+    app = Flask(__name__)
+    app.config.update(AI_SSE_FAKE_DELAY=0.0, AI_SSE_RATE_LIMIT="2/minute")
+    limiter = Limiter(lambda: "one-client", app=app, storage_uri="memory://")
+    ai = AISSE(app, limiter=limiter)
+
+    @app.post("/chat")
+    @limiter.shared_limit("2/minute", scope="ai_sse")
+    def chat():
+        return ai.ask_stream(request.get_json()["prompt"])
+
+    client = app.test_client()
+    assert collect(client.post("/chat", json={"prompt": "x"})).ended
+    assert client.post("/ai/ask", json={"prompt": "x"}).status_code == 200
+    assert client.post("/chat", json={"prompt": "x"}).status_code == 429
+    assert_limited(client.post("/ai/ask", json={"prompt": "x"}))
