@@ -115,6 +115,8 @@ def upstream_message(body: bytes) -> str:
         data = json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
+    if isinstance(data, list) and data:  # Gemini wraps errors in an array outside SSE mode
+        data = data[0]
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, dict):
         error = error.get("message") or error.get("type") or ""

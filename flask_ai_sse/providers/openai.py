@@ -47,6 +47,8 @@ class OpenAIParser(StreamParser):
         data = self.json(event.data)
         if data.get("error"):
             raise self.upstream_error(data["error"])
+        if data.get("object") == "error":  # vLLM's shape
+            raise self.upstream_error(data)
         self.model = data.get("model") or self.model
         if data.get("usage"):  # some servers send it on every chunk: keep the last
             self.usage = _usage(data["usage"])

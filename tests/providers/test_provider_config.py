@@ -170,3 +170,57 @@ def test_all_failing_raises_the_last_error(
         429,
         30.0,
     )
+
+
+# -- parsing corners the mocks don't produce ------------------------------------------------
+
+
+def test_upstream_error_message_shapes() -> None:
+    from flask_ai_sse.providers._http import upstream_message
+
+    assert upstream_message(b'{"error": {"message": "m1", "type": "t"}}') == "m1"
+    assert upstream_message(b'{"type": "error", "error": {"type": "overloaded_error"}}') == (
+        "overloaded_error"
+    )
+    assert upstream_message(b'[{"error": {"code": 429, "message": "m2"}}]') == "m2"
+    assert upstream_message(b'{"error": "plain"}') == "plain"
+    assert upstream_message(b"<html>Bad Gateway</html>") == "<html>Bad Gateway</html>"
+
+
+def test_vllm_error_object_mid_stream() -> None:
+    from flask_ai_sse.errors import ProviderError
+    from flask_ai_sse.providers.openai import OpenAIParser
+    from flask_ai_sse.sse import ServerSentEvent
+
+    parser = OpenAIParser(provider="vllm", model="m", scrub=str)
+    event = ServerSentEvent('{"object": "error", "message": "out of memory", "code": 500}')
+    with pytest.raises(ProviderError, match="out of memory"):
+        list(parser.feed(event))
+
+
+def test_gemini_blocked_prompt_is_content_filter() -> None:
+    from flask_ai_sse.providers.gemini import GeminiParser
+
+    parser = GeminiParser(provider="gemini", model="m", scrub=str)
+    blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {}}
+    chunks = list(parser.answer(blocked))
+    assert [(c.kind, c.finish_reason, c.raw_finish_reason) for c in chunks] == [
+        ("finish", "content_filter", "SAFETY")
+    ]
+
+
+def test_openai_usage_on_every_chunk_is_reported_once() -> None:
+    from flask_ai_sse.providers.openai import OpenAIParser
+    from flask_ai_sse.sse import ServerSentEvent
+
+    parser = OpenAIParser(provider="ollama", model="m", scrub=str)
+    frames = [
+        '{"choices": [{"index": 0, "delta": {"content": "a"}}], '
+        '"usage": {"prompt_tokens": 1, "completion_tokens": 1}}',
+        '{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], '
+        '"usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}',
+        "[DONE]",
+    ]
+    chunks = [c for frame in frames for c in parser.feed(ServerSentEvent(frame))]
+    assert [c.kind for c in chunks] == ["text", "finish", "usage"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 3
