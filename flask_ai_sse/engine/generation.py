@@ -124,23 +124,22 @@ class Generation:
                 return
             self.last_activity = time.monotonic()
             answer.add(chunk)
+            if self.observers:  # observers see every chunk as the provider sent it
+                self._notify("chunk", chunk)
             if self.sentences is not None and chunk.kind == "text":
                 chunk = Chunk.delta(self.sentences.push(chunk.text))
                 if not chunk.text:
                     continue
             entry = encode_chunk(stream_id, self.seq + 1, chunk)
-            if entry is not None:
-                if self.first_token_at is None:
-                    self.first_token_at = self.last_activity
-                self.seq += 1
-                entries = [entry]
-                if self.progress_every and answer.chunks % self.progress_every == 0:
-                    entries.append(
-                        encode_event(stream_id, self._next(), self.progress(), "progress")
-                    )
-                self.store.append(stream_id, entries)
-            if self.observers:
-                self._notify("chunk", chunk)
+            if entry is None:
+                continue
+            if self.first_token_at is None:
+                self.first_token_at = self.last_activity
+            self.seq += 1
+            entries = [entry]
+            if self.progress_every and answer.chunks % self.progress_every == 0:
+                entries.append(encode_event(stream_id, self._next(), self.progress(), "progress"))
+            self.store.append(stream_id, entries)
 
     def _finish(self) -> None:
         rest = self.sentences.flush() if self.sentences is not None else ""
@@ -161,6 +160,9 @@ class Generation:
             terminal = encode_event(self.stream_id, self._next(), self.summary(), "done")
         self.ended_at = time.monotonic()
         self.seq += 1  # the [DONE] line has no id but takes a place in the log
+        # Observers (the stored message, concurrency slots) settle before any client sees
+        # the end, so a client acting on [DONE] finds the final state.
+        self._notify("finished")
         try:
             self.store.append(self.stream_id, [terminal, DONE], final=True)
         except AISSEError:  # the store failed: its readers get the error from it, not from us
@@ -168,7 +170,6 @@ class Generation:
         finally:
             self.store.unwatch(self.stream_id)
             self.done.set()
-            self._notify("finished")
 
     # -- data -----------------------------------------------------------------
 
