@@ -179,16 +179,15 @@ class AISSE:
             ),
         )
         limits = Limits.from_config(config, default_model=provider.model)
-        app.extensions[C.EXTENSION_NAME] = AppState(
+        state = AppState(
             extension=self, config=config, provider=provider, engine=engine, limits=limits
         )
-        app.extensions[C.EXTENSION_NAME].guards = Guards.setup(
-            self, app, app.extensions[C.EXTENSION_NAME]
-        )
+        app.extensions[C.EXTENSION_NAME] = state
+        state.guards = Guards.setup(self, app, state)
         if self.db is not None:
             from .persistence import Persistence
 
-            app.extensions[C.EXTENSION_NAME].persistence = Persistence(app, self, config)
+            state.persistence = Persistence(app, self, config)
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
         if config[C.REGISTER_BLUEPRINT]:
