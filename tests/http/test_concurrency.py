@@ -16,6 +16,7 @@ from flask_ai_sse.slots import MemorySlots, RedisSlots
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 
 from ..conftest import open_stream
+from .sse_client import LiveStream, call
 
 KEY = "addr:127.0.0.1"  # the test client's address: no authorize hook here
 LONG = FakeReply(text="word " * 400, delay=0.02)  # about 8 s unless stopped
@@ -179,11 +180,9 @@ def test_cap_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_url)
 
     first, second = start(one), start(two)
     assert (first.status_code, second.status_code) == (200, 200)
-    lines = first.iter_lines()
-    stream_id = next(line for line in lines if b"stream_id" in line).split(b'"stream_id":"')[1]
-    stream_id = stream_id.split(b'"')[0].decode()
+    stream_id = LiveStream(first).stream_id
     for server in (one, two):
-        capped = start(server)
+        capped = call("POST", f"{server.url}/ai/stream", json={"prompt": "x"}, headers=alice)
         assert capped.status_code == 429
         assert capped.json()["error"]["type"] == "too_many_streams"
         assert "Retry-After" in capped.headers
@@ -192,15 +191,15 @@ def test_cap_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_url)
     bob.close()
 
     def admitted(server) -> bool:
-        resp = start(server, prompt="short")
+        resp = call("POST", f"{server.url}/ai/stream", json={"prompt": "short"}, headers=alice)
         if resp.status_code == 429:
             return False
         assert resp.status_code == 200
-        assert collect(resp.iter_content(chunk_size=None)).ended  # done: frees it again
+        assert collect(resp.content).ended  # done: frees it again
         return True
 
     # Cancel frees one slot, for the other process too...
-    cancel = open_stream(f"{one.url}/ai/streams/{stream_id}/cancel", method="POST", headers=alice)
+    cancel = call("POST", f"{one.url}/ai/streams/{stream_id}/cancel", headers=alice)
     assert cancel.status_code == 202
     wait_until(lambda: admitted(two))
     first.close()
@@ -209,7 +208,10 @@ def test_cap_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_url)
     # A client that leaves frees its slot once the grace is over.
     third = start(one)
     assert third.status_code == 200
-    assert start(two).status_code == 429
+    assert (
+        call("GET", f"{two.url}/ai/stream", params={"prompt": "x"}, headers=alice).status_code
+        == 429
+    )
     second.close()
     wait_until(lambda: admitted(two))
     third.close()

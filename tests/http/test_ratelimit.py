@@ -11,7 +11,7 @@ from flask_ai_sse.errors import ConfigurationError
 from flask_ai_sse.testing import collect
 
 from ..apps.hardening_app import create_app
-from ..conftest import open_stream
+from .sse_client import call
 
 
 def app_with(**config: object) -> Flask:
@@ -119,14 +119,12 @@ def test_limit_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_ur
         config["AI_SSE_RATE_LIMIT_STORAGE"] = redis_url
     app = "tests.apps.hardening_app:create_app()"
     one, two = gunicorn_server(config, app=app), gunicorn_server(config, app=app)
-    pids = {open_stream(f"{s.url}/pid").json()["pid"] for s in (one, two)}
+    pids = {call("GET", f"{s.url}/pid").json()["pid"] for s in (one, two)}
     assert len(pids) == 2
     headers = {"X-User": "alice", "X-Client": "alice"}
 
     def ask(server):
-        return open_stream(
-            f"{server.url}/ai/ask", method="POST", json={"prompt": "x"}, headers=headers
-        )
+        return call("POST", f"{server.url}/ai/ask", json={"prompt": "x"}, headers=headers)
 
     assert [ask(s).status_code for s in (one, two, one)] == [200, 200, 200]
     for server in (two, one):
@@ -134,7 +132,7 @@ def test_limit_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_ur
         assert resp.status_code == 429
         assert resp.json()["error"]["type"] == "rate_limited"
         assert 1 <= int(resp.headers["Retry-After"]) <= 61
-    stream = open_stream(f"{two.url}/ai/stream", params={"prompt": "x"}, headers=headers)
+    stream = call("GET", f"{two.url}/ai/stream", params={"prompt": "x"}, headers=headers)
     assert stream.status_code == 429
     assert stream.headers["Content-Type"] == "application/json"
 

@@ -10,7 +10,7 @@ from flask_ai_sse.errors import ConfigurationError
 from flask_ai_sse.testing import collect
 from flask_ai_sse.validation import Limits, validate_query
 
-from ..conftest import open_stream
+from .sse_client import call
 
 
 def make_app(**config: object) -> Flask:
@@ -171,7 +171,7 @@ def test_new_types_over_gunicorn(gunicorn_server):
         ),
     ]
     for kwargs, kind in cases:
-        resp = open_stream(url, **kwargs)
+        resp = call(kwargs.pop("method", "GET"), url, **kwargs)
         assert resp.status_code == 400
         assert resp.headers["Content-Type"] == "application/json"
         assert resp.json()["error"]["type"] == kind
