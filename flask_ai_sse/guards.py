@@ -31,6 +31,7 @@ from .engine.protocol import parse_event_id
 from .errors import AISSEError, ConfigurationError, StoreError, TooManyRequests, TooManyStreams
 from .slots import Slot, Slots, create_slots
 
+# Flask-Limiter (and ``limits``) load only when a limit is configured: about 0.1 s.
 if TYPE_CHECKING:
     from flask_limiter import Limiter
 
@@ -71,9 +72,11 @@ class RateLimit:
     decorators, whichever app's request it is.
     """
 
-    def __init__(self, limiter: Limiter, rate: str, *, name: str, key_func: Any = None) -> None:
+    def __init__(self, limiter: Limiter, rate: str, *, name: str) -> None:
+        from flask_limiter import RateLimitExceeded
         from limits import parse_many
 
+        self._exceeded = RateLimitExceeded
         try:
             parse_many(rate)
         except ValueError as exc:  # Flask-Limiter would only log it and not limit at all
@@ -84,16 +87,16 @@ class RateLimit:
         def spend() -> None:
             """Nothing: calling it is what Flask-Limiter counts."""
 
+        # Flask-Limiter files decorated limits under the function's qualified name:
+        # one name per app, so that one Limiter serving two apps keeps their limits apart.
         spend.__name__ = spend.__qualname__ = name
-        self._spend = limiter.shared_limit(rate, scope=SCOPE, key_func=key_func)(spend)
+        self._spend = limiter.shared_limit(rate, scope=SCOPE)(spend)
 
     def check(self) -> None:
         """Count this request; a 429 with ``Retry-After`` when over the limit."""
-        from flask_limiter import RateLimitExceeded
-
         try:
             self._spend()
-        except RateLimitExceeded as exc:
+        except self._exceeded as exc:
             raise TooManyRequests(
                 f"Rate limit exceeded ({self.rate}).", retry_after=self._retry_after(exc)
             ) from exc
