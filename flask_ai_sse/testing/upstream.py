@@ -183,6 +183,16 @@ def _split_inside_char(data: bytes) -> list[bytes]:
     return [piece for piece in (data[:cut], data[cut:]) if piece]
 
 
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    """A response's status line and header block."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    lines = [f"HTTP/1.1 {status} {phrase}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 class _Reader:
     """Reads HTTP/1.1 requests off a keep-alive connection (Content-Length bodies)."""
 
@@ -458,15 +468,14 @@ class MockUpstream(abc.ABC):
 
     def _stream(self, sock: socket.socket, call: _Call) -> bool:
         reply = call.reply
-        framing = "Transfer-Encoding: chunked" if reply.chunked else "Connection: close"
-        head = [
-            "HTTP/1.1 200 OK",
-            "Content-Type: text/event-stream; charset=utf-8",
-            "Cache-Control: no-cache",
-            framing,
-            *(f"{name}: {value}" for name, value in self.headers(call).items()),
-        ]
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        framing = {"Transfer-Encoding": "chunked"} if reply.chunked else {"Connection": "close"}
+        headers = {
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            **framing,
+            **self.headers(call),
+        }
+        sock.sendall(_head(200, headers))
         self._count(open_streams=1, streams_total=1)
         outcome = "streams_client_closed"
         try:
@@ -550,17 +559,8 @@ class MockUpstream(abc.ABC):
         self, sock: socket.socket, status: int, body: Any, headers: dict[str, str] | None = None
     ) -> None:
         data = json.dumps(body).encode()
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        head = [
-            f"HTTP/1.1 {status} {phrase}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(data)}",
-            *(f"{name}: {value}" for name, value in (headers or {}).items()),
-        ]
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+        fields = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        sock.sendall(_head(status, {**fields, **(headers or {})}) + data)
 
     # -- what each format defines ------------------------------------------------------------
 
@@ -944,7 +944,10 @@ class GeminiMock(MockUpstream):
     def authorized(self, request: RecordedRequest) -> bool:
         return self.api_key in (request.headers.get("x-goog-api-key"), request.query.get("key"))
 
-    def _frame(self, call: _Call, parts: list[dict[str, Any]], out: int, finish: bool) -> bytes:
+    def _response(
+        self, call: _Call, parts: list[dict[str, Any]], out: int, finish: bool
+    ) -> dict[str, Any]:
+        """A ``GenerateContentResponse`` with ``parts``, after ``out`` output tokens."""
         reply = call.reply
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish:
@@ -957,13 +960,12 @@ class GeminiMock(MockUpstream):
         }
         if thoughts:
             usage["thoughtsTokenCount"] = thoughts
-        data = {
+        return {
             "candidates": [candidate],
             "usageMetadata": usage,
             "modelVersion": call.model,
             "responseId": f"resp_{call.id}",
         }
-        return f"data: {json.dumps(data, ensure_ascii=False)}\r\n\r\n".encode()
 
     def _parts(self, reply: MockReply) -> Iterator[dict[str, Any]]:
         for kind, value in reply.items():
@@ -977,14 +979,13 @@ class GeminiMock(MockUpstream):
 
     def frames(self, call: _Call) -> Iterator[Frame]:
         for out, part in enumerate(self._parts(call.reply), 1):
-            yield "item", self._frame(call, [part], out, finish=False)
+            yield "item", sse(self._response(call, [part], out, False), newline="\r\n")
         out = call.reply.completion_tokens
-        yield "end", self._frame(call, [{"text": ""}], out, finish=True)
+        yield "end", sse(self._response(call, [{"text": ""}], out, True), newline="\r\n")
 
     def answer(self, call: _Call) -> dict[str, Any]:
         reply = call.reply
-        frame = self._frame(call, list(self._parts(reply)), reply.completion_tokens, finish=True)
-        return dict(json.loads(frame.decode().removeprefix("data: ")))
+        return self._response(call, list(self._parts(reply)), reply.completion_tokens, True)
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {
@@ -997,7 +998,7 @@ class GeminiMock(MockUpstream):
 
     def error_frame(self, call: _Call) -> bytes:
         body = self.error_body(503, "The model is overloaded. Please try again later.")
-        return f"data: {json.dumps(body)}\r\n\r\n".encode()
+        return sse(body, newline="\r\n")
 
     def malformed_frame(self, call: _Call) -> bytes:
         return b'data: {"candidates": [{"content": {"parts": [{"text": "oops\r\n\r\n'
