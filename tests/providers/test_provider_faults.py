@@ -133,6 +133,30 @@ def test_connection_refused(waits: list[float], mock: MockUpstream) -> None:
     assert len(waits) == 2
 
 
+def test_connect_timeout_is_retried(openai_mock: MockUpstream) -> None:
+    """A listener whose accept queue is full leaves SYNs unanswered: a real connect timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        try:
+            provider = make_provider(
+                openai_mock, base_url=f"http://127.0.0.1:{port}/v1", connect_timeout=0.2
+            )
+            waits: list[float] = []
+            provider.transport.sleep = waits.append
+            with pytest.raises(ProviderTimeout, match="did not accept a connection") as caught:
+                provider.open(request_for(provider))
+            assert caught.value.status == 504 and len(waits) == 2
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
 def test_no_headers_within_read_timeout(mock: MockUpstream, waits: list[float]) -> None:
     provider = make_provider(mock, read_timeout=0.3)
     provider.transport.sleep = waits.append
