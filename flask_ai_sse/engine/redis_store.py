@@ -327,7 +327,9 @@ class RedisStore(StreamStore):
                 if pubsub is None:
                     pubsub = self._subscribe()
                     self._recover()
-                message = pubsub.get_message(timeout=min(1.0, beat))
+                message = pubsub.get_message(
+                    timeout=min(0.25, beat)
+                )  # also how soon close() is seen
                 if message is not None and message["type"] == "message":
                     name, _, stream_id = message["data"].decode().partition(" ")
                     self._dispatch(stream_id, name)
@@ -336,13 +338,16 @@ class RedisStore(StreamStore):
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + beat
                     self._keep_alive()
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:  # Redis failed (or a bug): start over rather than die
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         pubsub.close()
                     pubsub = None
                 if not self._closed.is_set():
-                    logger.warning("Redis signal listener: %s; reconnecting", exc)
+                    unexpected = not isinstance(exc, redis.RedisError | OSError)
+                    logger.warning(
+                        "Redis signal listener: %r; reconnecting", exc, exc_info=unexpected
+                    )
                     self._closed.wait(1.0)
         if pubsub is not None:
             pubsub.close()
