@@ -327,9 +327,8 @@ class RedisStore(StreamStore):
                 if pubsub is None:
                     pubsub = self._subscribe()
                     self._recover()
-                message = pubsub.get_message(
-                    timeout=min(0.25, beat)
-                )  # also how soon close() is seen
+                # The timeout is also how soon close() is noticed.
+                message = pubsub.get_message(timeout=min(0.25, beat))
                 if message is not None and message["type"] == "message":
                     name, _, stream_id = message["data"].decode().partition(" ")
                     self._dispatch(stream_id, name)
@@ -346,7 +345,10 @@ class RedisStore(StreamStore):
                 if not self._closed.is_set():
                     unexpected = not isinstance(exc, redis.RedisError | OSError)
                     logger.warning(
-                        "Redis signal listener: %r; reconnecting", exc, exc_info=unexpected
+                        "Redis signal listener: %s: %s; reconnecting",
+                        type(exc).__name__,
+                        exc,
+                        exc_info=unexpected,
                     )
                     self._closed.wait(1.0)
         if pubsub is not None:
