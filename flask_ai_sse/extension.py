@@ -42,6 +42,7 @@ SSE_HEADERS: Mapping[str, str] = {
     "X-Accel-Buffering": "no",
 }
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+_OWNER_KEY = "flask_ai_sse.owner"
 
 
 @dataclass
@@ -232,11 +233,17 @@ class AISSE:
         return hook
 
     def current_owner(self) -> str | None:
-        """The owner key of the current request, from the :meth:`authorize` hook."""
+        """The owner key of the current request, from the :meth:`authorize` hook.
+
+        The hook runs once per request; its answer is kept in the WSGI environ.
+        """
         if self._authorize is None or not has_request_context():
             return None
-        owner = self._authorize()
-        return None if owner is None else str(owner)
+        environ = request.environ
+        if _OWNER_KEY not in environ:
+            owner = self._authorize()
+            environ[_OWNER_KEY] = None if owner is None else str(owner)
+        return environ[_OWNER_KEY]  # type: ignore[no-any-return]
 
     # -- the Python API ---------------------------------------------------------
 

@@ -262,3 +262,18 @@ def test_abort_in_the_authorize_hook_is_json():
     resp = app.test_client().get("/ai/stream?prompt=x")
     assert resp.status_code == 401
     assert resp.json["error"]["type"] == "unauthorized"
+
+
+def test_authorize_hook_runs_once_per_request():
+    app = make_app()
+    ai = AISSE(app)
+    calls = []
+
+    @ai.authorize
+    def who():
+        calls.append(1)
+        return "alice"
+
+    result = collect(app.test_client().get("/ai/stream?prompt=x"))
+    assert result.ended
+    assert len(calls) == 1
