@@ -25,6 +25,7 @@ from ..errors import NotFound, StoreError
 from ..providers.base import ChunkStream
 from ..sse import encode, encode_comment
 from .generation import Generation, Observer
+from .protocol import event_id
 from .reader import StreamReader
 from .store import MemoryStore, StreamLog, StreamStore, create_store
 
@@ -124,6 +125,7 @@ class Engine:
             keepalive_bytes=self._keepalive_bytes,
             flush_interval=self.settings.flush_interval,
             on_close=functools.partial(self._detached, stream_id),
+            event_id=functools.partial(event_id, stream_id),
         )
 
     def _detached(self, stream_id: str) -> None:

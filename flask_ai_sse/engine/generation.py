@@ -86,7 +86,8 @@ class Generation:
         self.store.create(self.stream_id, self.meta)
         self.store.watch(self.stream_id, self._on_signal)
         self._notify("started")
-        self._append(encode_event(self.stream_id, self._next(), self.start_data, "start"))
+        start = encode_event(self.stream_id, self._next(), self.start_data, "start")
+        self.store.append(self.stream_id, [start])
         threading.Thread(target=self.run, name=f"ai-sse-{self.stream_id[:8]}", daemon=True).start()
 
     def abort(self, reason: str) -> None:
@@ -142,9 +143,10 @@ class Generation:
             self.store.append(stream_id, entries)
 
     def _finish(self) -> None:
+        entries: list[bytes] = []
         rest = self.sentences.flush() if self.sentences is not None else ""
         if rest:  # whatever ends the stream, no text it produced is withheld
-            self._append(encode_chunk(self.stream_id, self._next(), Chunk.delta(rest)) or b"")
+            entries.append(encode_event(self.stream_id, self._next(), {"content": rest}))
         reason = self.abort_reason
         if reason == "timeout":
             self.error = StreamTimeout()
@@ -153,18 +155,20 @@ class Generation:
             self.status = "cancelled"
         if self.error is not None:
             self.status = "failed"
-            terminal = encode_event(self.stream_id, self._next(), self.error.to_dict(), "error")
+            entries.append(
+                encode_event(self.stream_id, self._next(), self.error.to_dict(), "error")
+            )
         else:
             if self.status == "streaming":
                 self.status = "completed"
-            terminal = encode_event(self.stream_id, self._next(), self.summary(), "done")
+            entries.append(encode_event(self.stream_id, self._next(), self.summary(), "done"))
         self.ended_at = time.monotonic()
         self.seq += 1  # the [DONE] line has no id but takes a place in the log
         # Observers (the stored message, concurrency slots) settle before any client sees
         # the end, so a client acting on [DONE] finds the final state.
         self._notify("finished")
         try:
-            self.store.append(self.stream_id, [terminal, DONE], final=True)
+            self.store.append(self.stream_id, [*entries, DONE], final=True)
         except AISSEError:  # the store failed: its readers get the error from it, not from us
             logger.warning("could not write the end of stream %s", self.stream_id)
         finally:
@@ -176,9 +180,6 @@ class Generation:
     def _next(self) -> int:
         self.seq += 1
         return self.seq
-
-    def _append(self, entry: bytes) -> None:
-        self.store.append(self.stream_id, [entry])
 
     @property
     def finish_reason(self) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from ..errors import AISSEError
+from ..errors import AISSEError, NotFound
 from ..sse import DONE, encode
 from .store import ReadResult
 
@@ -32,7 +32,7 @@ class StreamReader(Iterator[bytes]):
         keepalive_bytes: bytes = b": keepalive\n\n",
         flush_interval: float = 0.0,
         on_close: Callable[[], None] | None = None,
-        on_expired: Callable[[], bytes] | None = None,
+        event_id: Callable[[int], str] | None = None,
     ) -> None:
         self._read = read
         self._after = after
@@ -41,7 +41,7 @@ class StreamReader(Iterator[bytes]):
         self._keepalive_bytes = keepalive_bytes
         self._flush_interval = flush_interval
         self._on_close = on_close
-        self._on_expired = on_expired
+        self._event_id = event_id
         self.finished = False
         self.closed = False
 
@@ -66,8 +66,7 @@ class StreamReader(Iterator[bytes]):
         try:
             result = self._read(self._after, timeout)
             if result is None:  # expired under us: end the response rather than hang
-                self.finished = True
-                return self._on_expired() if self._on_expired else b""
+                raise NotFound("The stream expired.")
             entries, final = result
             if entries and self._flush_interval > 0 and not final:
                 time.sleep(self._flush_interval)  # let more tokens arrive: one write for all
@@ -76,9 +75,11 @@ class StreamReader(Iterator[bytes]):
                     entries = entries + more[0]
                     final = more[1]
         except AISSEError as exc:
-            # The store failed or dropped what this reader missed: say so, and end cleanly.
+            # The store failed, expired the stream or dropped what this reader missed: say
+            # so, and end cleanly. The id repeats the last one sent: resume stays exact.
             self.finished = True
-            return encode(exc.to_dict(), event="error") + DONE
+            event_id = self._event_id(self._after) if self._event_id else None
+            return encode(exc.to_dict(), event="error", id=event_id) + DONE
         self._after += len(entries)
         if final:
             self.finished = True

@@ -165,3 +165,22 @@ def test_disconnect_policy_finish_runs_to_the_end():
     assert gen.abort_reason is None
     assert gen.done.wait(5)
     assert gen.status == "completed"
+
+
+def test_stream_expiring_under_a_reader_ends_with_an_error_event_with_an_id():
+    """Regression: an expired stream ended the response without [DONE]; store errors had no id."""
+    store = MemoryStore()
+    store.create("s", {})
+    store.append("s", [b"id: s:1\ndata: {}\n\n"])
+    reader = StreamReader(
+        lambda after, t: store.read("s", after, t),
+        0,
+        keepalive=0.01,
+        event_id=lambda seq: f"s:{seq}",
+    )
+    assert next(reader) == b"id: s:1\ndata: {}\n\n"
+    store._logs.pop("s")  # expired
+    body = b"".join(reader)
+    assert body.startswith(b"event: error\nid: s:1\n")
+    assert b'"type":"not_found"' in body
+    assert body.endswith(b"data: [DONE]\n\n")
