@@ -515,7 +515,8 @@ def _provider_config(
     entry = entry or {}
     name = entry.get("provider", config[C.PROVIDER])
     same = name == config[C.PROVIDER]
-    options = dict(config[C.PROVIDER_OPTIONS])
+    # A fallback's options are its own: the primary's (extra headers, ...) may not fit it.
+    options = dict(entry.get("options", config[C.PROVIDER_OPTIONS] if same else {}))
     if name == "fake":
         options.setdefault("delay", config[C.FAKE_DELAY])
         if config[C.FAKE_RESPONSE]:

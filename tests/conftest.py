@@ -123,6 +123,7 @@ class ServerPool:
             "30",
             "--log-level",
             "warning",
+            "--no-control-socket",  # gunicorn 27 shares one control socket path otherwise
             *(extra_args or []),
             app,
         ]

@@ -277,3 +277,18 @@ def test_authorize_hook_runs_once_per_request():
     result = collect(app.test_client().get("/ai/stream?prompt=x"))
     assert result.ended
     assert len(calls) == 1
+
+
+def test_fallbacks_get_their_own_options_not_the_primarys():
+    from flask_ai_sse import constants as C
+    from flask_ai_sse.extension import _provider_config
+
+    config = dict(C.DEFAULTS)
+    config[C.PROVIDER] = "openai"
+    config[C.PROVIDER_OPTIONS] = {"headers": {"X-Primary": "1"}}
+    primary = _provider_config(config)
+    other = _provider_config(config, {"provider": "anthropic"})
+    mine = _provider_config(config, {"provider": "gemini", "options": {"x": 1}})
+    assert primary.options == {"headers": {"X-Primary": "1"}}
+    assert other.options == {}
+    assert mine.options == {"x": 1}
