@@ -190,8 +190,8 @@ def require_redis() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def postgres_url() -> str:
+def require_postgres() -> str:
+    """The PostgreSQL URL, once the server answers (skips, or fails under CI)."""
     try:
         import sqlalchemy as sa
 
@@ -202,6 +202,11 @@ def postgres_url() -> str:
     except Exception as exc:
         need_service("PostgreSQL", f"{POSTGRES_URL}: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    return require_postgres()
 
 
 @pytest.fixture(scope="session")

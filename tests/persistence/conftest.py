@@ -11,23 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from tests.apps.persist_app import create_app
 
-from ..conftest import POSTGRES_URL, need_service
-
-
-def _postgres_url() -> str:
-    """The ``postgres_url`` check, for module-scoped fixtures (skips, or fails under CI)."""
-    try:
-        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-    except Exception as exc:
-        need_service("PostgreSQL", f"{POSTGRES_URL}: {exc}")
-    return POSTGRES_URL
+from ..conftest import require_postgres
 
 
 @pytest.fixture(
@@ -40,7 +27,7 @@ def database(
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'conversations.db'}"
     else:
-        url = _postgres_url()
+        url = require_postgres()
     config = {"SQLALCHEMY_DATABASE_URI": url, "AI_SSE_TABLE_PREFIX": f"t{secrets.token_hex(4)}_"}
     app = create_app(config)
     db = app.extensions["test_db"]
