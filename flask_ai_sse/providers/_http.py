@@ -140,6 +140,7 @@ class HTTPTransport:
         provider: str,
         headers: Mapping[str, str],
         secrets: Iterable[str | None] = (),
+        base_url: str | None = None,
     ) -> None:
         self.config = config
         self.provider = provider
@@ -153,6 +154,15 @@ class HTTPTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": f"flask-ai-sse/{__version__}", **headers})
+        if base_url is not None:
+            # requests reads proxy variables and ~/.netrc anew on every request (a third of
+            # a short stream's set-up CPU); this transport talks to one origin, so read the
+            # environment once. The keys' own auth headers make netrc moot.
+            self.session.proxies = requests.utils.get_environ_proxies(base_url)
+            self.session.verify = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
+            self.session.trust_env = False
 
     def __repr__(self) -> str:
         return f"<HTTPTransport {self.provider!r} pool={self.config.pool_size}>"
@@ -184,15 +194,19 @@ class HTTPTransport:
         A read timeout is not retried: each try would cost another ``read_timeout``.
         """
         config = self.config
+        # Prepared once and sent as is: Session.post would merge cookies, hooks, auth and
+        # settings anew on every call, for a request that never uses them.
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="POST", url=url, headers=self.session.headers, json=body)
         attempt = 0
         while True:
             cause: BaseException | None = None
             try:
-                response = self.session.post(
-                    url,
-                    json=body,
+                response = self.session.send(
+                    prepared.copy(),
                     stream=True,
                     timeout=(config.connect_timeout, config.read_timeout),
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 cause, error = exc, self.transport_error(exc, phase="connect")
@@ -495,6 +509,7 @@ class HTTPProvider(Provider):
             provider=self.name,
             headers={**self.auth_headers(api_key), **extra},
             secrets=(api_key,),
+            base_url=self.base_url,
         )
 
     @abc.abstractmethod

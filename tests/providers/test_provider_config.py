@@ -224,3 +224,19 @@ def test_openai_usage_on_every_chunk_is_reported_once() -> None:
     chunks = [c for frame in frames for c in parser.feed(ServerSentEvent(frame))]
     assert [c.kind for c in chunks] == ["text", "finish", "usage"]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 3
+
+
+def test_proxy_environment_is_read_once_and_no_proxy_is_honoured(openai_mock, monkeypatch):
+    """Regression: requests re-read proxies and ~/.netrc on every request (slow set-up)."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    provider = make_provider(openai_mock)
+    session = provider.transport.session
+    assert session.trust_env is False
+    assert "http" not in session.proxies  # the mock's origin bypasses the proxy
+    openai_mock.script(MockReply(text="direct"))
+    assert provider.complete(request_for(provider)).text == "direct"
+
+    monkeypatch.delenv("NO_PROXY")
+    proxied = make_provider(openai_mock)
+    assert proxied.transport.session.proxies["http"] == "http://proxy.invalid:9"
