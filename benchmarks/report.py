@@ -77,13 +77,22 @@ def checks(name: str, load: dict[str, Any], results: dict[str, Result]) -> list[
             )
     if name == "c" and ours and direct:
         for key, label in (("ttft_ms", "TTFT"), ("gap_ms", "inter-token gap")):
-            added = ours[key]["p99"] - direct[key]["p99"]
+            added = _added(ours, direct, key)
+            if added is None:
+                lines.append(f"MISS: no {label} p99 to compare")
+                continue
+            base_added = _added(base, direct, key) if base else None
             lines.append(
                 f"{verdict(added <= ADDED_LATENCY_TARGET_MS)}: {label} p99 added {added:+.1f} ms "
                 f"(<= {ADDED_LATENCY_TARGET_MS}); baseline added "
-                f"{base[key]['p99'] - direct[key]['p99'] if base else float('nan'):+.1f} ms"
+                + ("-" if base_added is None else f"{base_added:+.1f} ms")
             )
     return lines
+
+
+def _added(result: Result, direct: Result, key: str) -> float | None:
+    relayed, alone = result[key]["p99"], direct[key]["p99"]
+    return None if relayed is None or alone is None else float(relayed - alone)
 
 
 def scenario_markdown(

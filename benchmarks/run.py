@@ -16,6 +16,7 @@ import dataclasses
 import json
 import resource
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ import procs
 import report
 from harness import Load, measure, start_mock
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,17 @@ def run_scenario(scenario: Scenario, load: Load, log_dir: Path, profile: bool) -
         procs.stop(mock)
 
 
+def source_tree() -> dict[str, Any]:
+    """Which library code was measured: other people edit the tree while benchmarks run."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "flask_ai_sse", "examples").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": changed}
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: nothing is left running
 
@@ -102,6 +115,8 @@ def main() -> None:
         "quick": args.quick,
         "overrides": overrides,
         "profile": args.profile,
+        "source": source_tree(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "runs": [],
     }
     sections = []
