@@ -33,13 +33,16 @@ ReadResult = tuple[list[bytes], bool]
 class StreamLog:
     """One stream's events in memory; also used alone by ``event_stream()``.
 
-    Waiting uses a wake-all signal made of a plain Event that the writer swaps
-    for a fresh one on every append: a reader takes the current Event *before*
-    it looks for new entries, so it cannot miss a wake-up. Under gevent's
-    patched ``threading`` this is a greenlet-friendly Event.
+    Waiting uses a wake-all signal: a plain Event that the writer sets and swaps
+    for a fresh one. A reader takes the current Event and raises ``_armed``
+    *before* it looks for new entries, and the writer appends *before* it looks
+    at ``_armed``; so either the reader sees the new entries or the writer sees
+    the flag and wakes it. When nobody waits (a fast reader, or none), appends
+    allocate nothing. Under gevent's patched ``threading`` the Event is a
+    greenlet-friendly one.
     """
 
-    __slots__ = ("_signal", "entries", "finished", "listeners", "meta", "offset")
+    __slots__ = ("_armed", "_signal", "entries", "finished", "listeners", "meta", "offset")
 
     def __init__(self, meta: dict[str, Any] | None = None) -> None:
         self.entries: list[bytes] = []
@@ -48,6 +51,7 @@ class StreamLog:
         self.listeners = 0
         self.meta: dict[str, Any] = meta or {}
         self._signal = threading.Event()
+        self._armed = False
 
     @property
     def last_seq(self) -> int:
@@ -61,12 +65,15 @@ class StreamLog:
             self.offset += drop
         if final:
             self.finished = True
-        signal, self._signal = self._signal, threading.Event()
-        signal.set()
+        if self._armed:
+            self._armed = False
+            signal, self._signal = self._signal, threading.Event()
+            signal.set()
         return self.last_seq
 
     def read(self, after: int, timeout: float) -> ReadResult:
         signal = self._signal
+        self._armed = True
         if after >= self.last_seq and not self.finished and timeout > 0:
             signal.wait(timeout)
         if after < self.offset:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from flask import Flask
 
@@ -184,3 +186,38 @@ def test_stream_expiring_under_a_reader_ends_with_an_error_event_with_an_id():
     assert body.startswith(b"event: error\nid: s:1\n")
     assert b'"type":"not_found"' in body
     assert body.endswith(b"data: [DONE]\n\n")
+
+
+def test_log_wakes_every_waiting_reader_under_real_threads():
+    """The armed-flag wake-up never loses a notification: a reader that waited and got
+    nothing could only have timed out, so no read may come back empty before the end."""
+    log = StreamLog()
+    total = 20_000
+    results: dict[int, tuple[list[bytes], int]] = {}
+
+    def reader(n: int) -> None:
+        got: list[bytes] = []
+        empty = 0
+        after = 0
+        while True:
+            entries, ended = log.read(after, 10.0)
+            if not entries and not ended:
+                empty += 1
+            got.extend(entries)
+            after += len(entries)
+            if ended and after == log.last_seq:
+                break
+        results[n] = (got, empty)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(total):
+        log.append([str(i).encode()], final=i == total - 1)
+    for t in threads:
+        t.join(60)
+    expected = [str(i).encode() for i in range(total)]
+    for got, empty in results.values():
+        assert got == expected
+        assert empty == 0
+    assert len(results) == 3
