@@ -14,6 +14,7 @@ Nothing here imports Flask: the extension turns readers into responses.
 from __future__ import annotations
 
 import functools
+import heapq
 import secrets
 import threading
 import time
@@ -65,6 +66,8 @@ class Engine:
         self.active: dict[str, Generation] = {}
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._heap: list[tuple[float, str]] = []
+        self._due_at: dict[str, float] = {}
         limits = [
             t
             for t in (settings.disconnect_grace, settings.silence_timeout, settings.total_timeout)
@@ -101,15 +104,18 @@ class Engine:
             observers=observers,
             progress_every=self.settings.progress_every,
             sentence_mode=self.settings.sentence_mode,
+            on_orphaned=self._schedule,
+            on_done=self._forget,
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()
         try:
             generation.start()
         except BaseException:  # e.g. the store is down: the upstream request must not leak
-            self.active.pop(stream_id, None)
+            self._forget(generation)
             chunks.close()
             raise
+        self._schedule(generation)
         return generation
 
     def reader(self, stream_id: str, after: int = 0) -> StreamReader:
@@ -154,22 +160,61 @@ class Engine:
             time.sleep(self._tick)
             self.check(time.monotonic())
 
-    def check(self, now: float) -> None:
-        """Abort generations past a timeout or orphaned past the grace; forget ended ones."""
+    def _due(self, gen: Generation) -> float | None:
+        """When ``gen`` next needs a look: a timeout, or the end of its disconnect grace."""
         s = self.settings
-        for stream_id, gen in list(self.active.items()):
+        times = []
+        if s.total_timeout > 0:
+            times.append(gen.started_at + s.total_timeout)
+        if s.silence_timeout > 0:
+            times.append(gen.last_activity + s.silence_timeout)
+        if s.disconnect_policy == "cancel" and gen.orphaned_at is not None:
+            times.append(gen.orphaned_at + s.disconnect_grace)
+        return min(times, default=None)
+
+    def _schedule(self, gen: Generation) -> None:
+        due = self._due(gen)
+        if due is not None:
+            with self._lock:
+                if gen.stream_id not in self.active:  # it ended already
+                    return
+                self._due_at[gen.stream_id] = due
+                heapq.heappush(self._heap, (due, gen.stream_id))
+
+    def _forget(self, gen: Generation) -> None:
+        with self._lock:
+            self.active.pop(gen.stream_id, None)
+            self._due_at.pop(gen.stream_id, None)
+
+    def check(self, now: float) -> None:
+        """Abort generations past a timeout, or orphaned past the grace.
+
+        Only generations whose time has come are looked at (a heap of due times),
+        so a tick costs nothing per quiet stream however many are open. A due time
+        that moved on (a newer entry) is stale and skipped.
+        """
+        s = self.settings
+        while self._heap and self._heap[0][0] <= now:
+            with self._lock:
+                due, stream_id = heapq.heappop(self._heap)
+                gen = self.active.get(stream_id)
+                if gen is None or self._due_at.get(stream_id) != due:
+                    continue
+                del self._due_at[stream_id]
             if gen.done.is_set():
-                self.active.pop(stream_id, None)
-            elif (0 < s.total_timeout < now - gen.started_at) or (
-                0 < s.silence_timeout < now - gen.last_activity
+                continue
+            if (0 < s.total_timeout <= now - gen.started_at) or (
+                0 < s.silence_timeout <= now - gen.last_activity
             ):
                 gen.abort("timeout")
-            elif (
+                continue
+            if (
                 s.disconnect_policy == "cancel"
                 and gen.orphaned_at is not None
                 and now - gen.orphaned_at >= s.disconnect_grace
             ):
                 if self.store.listeners(stream_id) == 0:
                     gen.abort("disconnected")
-                else:
-                    gen.orphaned_at = None
+                    continue
+                gen.orphaned_at = None
+            self._schedule(gen)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..chunks import AnswerBuilder, Chunk
@@ -57,6 +57,8 @@ class Generation:
         observers: Sequence[Observer] = (),
         progress_every: int = 0,
         sentence_mode: bool = False,
+        on_orphaned: Callable[[Generation], None] | None = None,
+        on_done: Callable[[Generation], None] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.store = store
@@ -66,6 +68,8 @@ class Generation:
         self.observers = observers
         self.progress_every = progress_every
         self.sentences = SentenceBuffer() if sentence_mode else None
+        self._on_orphaned = on_orphaned
+        self._on_done = on_done
         self.answer = AnswerBuilder(model=chunks.model, provider=chunks.provider)
         #: ``streaming``, then ``completed``, ``failed`` or ``cancelled``.
         self.status = "streaming"
@@ -101,6 +105,8 @@ class Generation:
             self.abort("cancelled")
         elif name == "orphaned":
             self.orphaned_at = time.monotonic()
+            if self._on_orphaned is not None:
+                self._on_orphaned(self)
 
     def run(self) -> None:
         try:
@@ -174,6 +180,8 @@ class Generation:
         finally:
             self.store.unwatch(self.stream_id)
             self.done.set()
+            if self._on_done is not None:
+                self._on_done(self)
 
     # -- data -----------------------------------------------------------------
 

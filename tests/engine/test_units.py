@@ -221,3 +221,25 @@ def test_log_wakes_every_waiting_reader_under_real_threads():
         assert got == expected
         assert empty == 0
     assert len(results) == 3
+
+
+def test_watchdog_forgets_ended_generations_and_times_out_silent_ones():
+    from flask_ai_sse.chunks import ChatRequest
+
+    store = MemoryStore()
+    engine = Engine(store, EngineSettings(silence_timeout=5, total_timeout=0))
+    provider = FakeProvider(
+        script=["quick", FakeReply(text="a b", stall=30, stall_after=1)], delay=0
+    )
+    ask = ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")
+    quick = engine.start(provider.open(ask))
+    assert quick.done.wait(5)
+    assert quick.stream_id not in engine.active  # forgotten as soon as it ended
+    silent = engine.start(provider.open(ask))
+    engine.check(silent.last_activity + 4)
+    assert silent.abort_reason is None
+    engine.check(silent.last_activity + 6)
+    assert silent.abort_reason == "timeout"
+    assert silent.done.wait(5)
+    assert silent.status == "failed" and silent.error.type == "timeout"
+    assert engine.active == {} and engine._due_at == {}
