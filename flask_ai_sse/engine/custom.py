@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import AISSEError
 from ..sse import DONE, Comment, ServerSentEvent, encode
+from .spawn import spawn
 from .store import StreamLog
 
 logger = logging.getLogger("flask_ai_sse")
@@ -74,10 +75,10 @@ class CustomStream:
         self.log = StreamLog()
         self._iterable = iterable
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=wrap(self._pump), name="ai-sse-custom", daemon=True)
+        self._run = wrap(self._pump)
 
     def start(self) -> None:
-        self._thread.start()
+        spawn(self._run, name="ai-sse-custom")
 
     def stop(self) -> None:
         self._stopped.set()

@@ -1,9 +1,9 @@
 """The producer: one generation, run apart from any client connection.
 
 A :class:`Generation` iterates its provider's :class:`ChunkStream` in its own
-thread (a greenlet under gunicorn's gevent worker, whose patched ``threading``
-makes it one; the library never patches anything itself) and appends encoded
-events to the stream log. Clients only ever read the log, so a client that
+greenlet under gunicorn's gevent worker, or thread elsewhere (see :mod:`.spawn`;
+the library never patches anything itself), and appends encoded events to the
+stream log. Clients only ever read the log, so a client that
 leaves, returns or is joined by others changes nothing here.
 
 Stopping: :meth:`Generation.abort` records why and calls the chunk stream's
@@ -24,6 +24,7 @@ from ..errors import AISSEError, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
 from .protocol import DONE, encode_chunk, encode_event
+from .spawn import spawn
 from .store import StreamStore
 
 logger = logging.getLogger("flask_ai_sse")
@@ -92,7 +93,7 @@ class Generation:
         self._notify("started")
         start = encode_event(self.stream_id, self._next(), self.start_data, "start")
         self.store.append(self.stream_id, [start])
-        threading.Thread(target=self.run, name=f"ai-sse-{self.stream_id[:8]}", daemon=True).start()
+        spawn(self.run, name=f"ai-sse-{self.stream_id[:8]}")
 
     def abort(self, reason: str) -> None:
         """Stop soon, from any greenlet; ``reason``: cancelled, disconnected or timeout."""
