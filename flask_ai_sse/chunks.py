@@ -47,9 +47,9 @@ class ToolCallDelta:
         return {"index": self.index, "id": self.id, "name": self.name, "arguments": self.arguments}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per token, and frozen init costs twice as much
 class Chunk:
-    """One normalized piece of a streamed answer.
+    """One normalized piece of a streamed answer (treat it as read-only).
 
     ``kind`` says which field matters: ``text`` and ``reasoning`` carry
     ``text``; ``tool_call`` carries ``tool_call``; ``finish`` carries
