@@ -1,8 +1,8 @@
 """Every configuration key, named once, with its default.
 
 ``AISSE`` resolves each key in ``init_app`` with the precedence
-constructor argument > ``app.config`` > the default below. ``docs/config.rst``
-documents every key listed here.
+constructor argument > ``app.config`` > the default below. Every key is documented
+with ``.. data::`` in ``docs/`` (``tests/test_config_docs.py`` checks it).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Final
 
 EXTENSION_NAME: Final = "ai_sse"
 
-# -- provider ---------------------------------------------------------------
+# -- provider ----------------------------------------------------------------------------
 PROVIDER: Final = "AI_SSE_PROVIDER"
 MODEL: Final = "AI_SSE_MODEL"
 API_KEY: Final = "AI_SSE_API_KEY"
@@ -25,11 +25,11 @@ RETRY_MAX_WAIT: Final = "AI_SSE_RETRY_MAX_WAIT"
 FALLBACKS: Final = "AI_SSE_FALLBACKS"
 POOL_SIZE: Final = "AI_SSE_POOL_SIZE"
 
-# -- fake provider -----------------------------------------------------------
+# -- fake provider -----------------------------------------------------------------------
 FAKE_DELAY: Final = "AI_SSE_FAKE_DELAY"
 FAKE_RESPONSE: Final = "AI_SSE_FAKE_RESPONSE"
 
-# -- wire format and engine ----------------------------------------------------
+# -- wire format and engine --------------------------------------------------------------
 KEEPALIVE: Final = "AI_SSE_KEEPALIVE"
 RETRY: Final = "AI_SSE_RETRY"
 STORE: Final = "AI_SSE_STORE"
@@ -42,7 +42,7 @@ FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
 PROGRESS_EVERY: Final = "AI_SSE_PROGRESS_EVERY"
 SENTENCE_MODE: Final = "AI_SSE_SENTENCE_MODE"
 
-# -- HTTP ---------------------------------------------------------------------
+# -- HTTP --------------------------------------------------------------------------------
 URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
 REGISTER_BLUEPRINT: Final = "AI_SSE_REGISTER_BLUEPRINT"
 RATE_LIMIT: Final = "AI_SSE_RATE_LIMIT"
@@ -52,43 +52,7 @@ MAX_MESSAGES: Final = "AI_SSE_MAX_MESSAGES"
 MAX_MESSAGE_CHARS: Final = "AI_SSE_MAX_MESSAGE_CHARS"
 MAX_TOKENS_LIMIT: Final = "AI_SSE_MAX_TOKENS_LIMIT"
 
-DEFAULTS: Final[dict[str, Any]] = {
-    PROVIDER: "fake",
-    MODEL: None,
-    API_KEY: None,
-    BASE_URL: None,
-    PROVIDER_OPTIONS: {},
-    CONNECT_TIMEOUT: 10.0,
-    READ_TIMEOUT: 120.0,
-    TOTAL_TIMEOUT: 600.0,
-    MAX_RETRIES: 2,
-    RETRY_MAX_WAIT: 20.0,
-    FALLBACKS: [],
-    POOL_SIZE: 1000,
-    FAKE_DELAY: 0.02,
-    FAKE_RESPONSE: None,
-    KEEPALIVE: 15.0,
-    RETRY: 3000,
-    STORE: "memory",
-    STREAM_TTL: 120.0,
-    STREAM_MAX_EVENTS: 20000,
-    DISCONNECT_GRACE: 5.0,
-    DISCONNECT_POLICY: "cancel",
-    STREAM_TIMEOUT: 600.0,
-    FLUSH_INTERVAL: 0.0,
-    PROGRESS_EVERY: 0,
-    SENTENCE_MODE: False,
-    URL_PREFIX: "/ai",
-    REGISTER_BLUEPRINT: True,
-    RATE_LIMIT: None,
-    MAX_BODY_BYTES: 256 * 1024,
-    MAX_PROMPT_CHARS: 32_000,
-    MAX_MESSAGES: 200,
-    MAX_MESSAGE_CHARS: 32_000,
-    MAX_TOKENS_LIMIT: 1_000_000,
-}
-
-# -- HTTP hardening (docs/security.rst) ------------------------------------------
+# -- HTTP hardening (docs/security.rst) --------------------------------------------------
 ALLOWED_MODELS: Final = "AI_SSE_ALLOWED_MODELS"
 RATE_LIMIT_STORAGE: Final = "AI_SSE_RATE_LIMIT_STORAGE"
 RATE_LIMIT_STRATEGY: Final = "AI_SSE_RATE_LIMIT_STRATEGY"
@@ -101,23 +65,7 @@ CORS_EXPOSE_HEADERS: Final = "AI_SSE_CORS_EXPOSE_HEADERS"
 CORS_CREDENTIALS: Final = "AI_SSE_CORS_CREDENTIALS"
 CORS_MAX_AGE: Final = "AI_SSE_CORS_MAX_AGE"
 
-DEFAULTS.update(
-    {
-        ALLOWED_MODELS: None,
-        RATE_LIMIT_STORAGE: "memory://",
-        RATE_LIMIT_STRATEGY: "fixed-window",
-        MAX_STREAMS_PER_KEY: None,
-        MAX_STREAMS_STORAGE: None,
-        CORS_ORIGINS: None,
-        CORS_METHODS: ("GET", "POST"),
-        CORS_HEADERS: ("Content-Type", "Last-Event-ID"),
-        CORS_EXPOSE_HEADERS: ("Retry-After",),
-        CORS_CREDENTIALS: False,
-        CORS_MAX_AGE: 600,
-    }
-)
-
-# -- persistence (``AISSE(app, db=db)``) ---------------------------------------
+# -- persistence (``AISSE(app, db=db)``) -------------------------------------------------
 TABLE_PREFIX: Final = "AI_SSE_TABLE_PREFIX"
 PERSIST_INTERVAL: Final = "AI_SSE_PERSIST_INTERVAL"
 PERSIST_EVERY: Final = "AI_SSE_PERSIST_EVERY"
@@ -127,15 +75,63 @@ HISTORY_MAX_TOKENS: Final = "AI_SSE_HISTORY_MAX_TOKENS"
 RECONCILE_ON_START: Final = "AI_SSE_RECONCILE_ON_START"
 SQLITE_WAL: Final = "AI_SSE_SQLITE_WAL"
 
-DEFAULTS.update(
-    {
-        TABLE_PREFIX: "ai_sse_",
-        PERSIST_INTERVAL: 1.0,
-        PERSIST_EVERY: 20,
-        HISTORY_MAX_MESSAGES: 50,
-        HISTORY_MAX_CHARS: 100_000,
-        HISTORY_MAX_TOKENS: 0,
-        RECONCILE_ON_START: True,
-        SQLITE_WAL: True,
-    }
-)
+DEFAULTS: Final[dict[str, Any]] = {
+    # provider
+    PROVIDER: "fake",
+    MODEL: None,
+    API_KEY: None,
+    BASE_URL: None,
+    PROVIDER_OPTIONS: {},
+    CONNECT_TIMEOUT: 10.0,
+    READ_TIMEOUT: 120.0,
+    TOTAL_TIMEOUT: 600.0,
+    MAX_RETRIES: 2,
+    RETRY_MAX_WAIT: 20.0,
+    FALLBACKS: [],
+    POOL_SIZE: 1000,
+    # fake provider
+    FAKE_DELAY: 0.02,
+    FAKE_RESPONSE: None,
+    # wire format and engine
+    KEEPALIVE: 15.0,
+    RETRY: 3000,
+    STORE: "memory",
+    STREAM_TTL: 120.0,
+    STREAM_MAX_EVENTS: 20000,
+    DISCONNECT_GRACE: 5.0,
+    DISCONNECT_POLICY: "cancel",
+    STREAM_TIMEOUT: 600.0,
+    FLUSH_INTERVAL: 0.0,
+    PROGRESS_EVERY: 0,
+    SENTENCE_MODE: False,
+    # HTTP
+    URL_PREFIX: "/ai",
+    REGISTER_BLUEPRINT: True,
+    RATE_LIMIT: None,
+    MAX_BODY_BYTES: 262144,
+    MAX_PROMPT_CHARS: 32000,
+    MAX_MESSAGES: 200,
+    MAX_MESSAGE_CHARS: 32000,
+    MAX_TOKENS_LIMIT: 1000000,
+    # HTTP hardening (docs/security.rst)
+    ALLOWED_MODELS: None,
+    RATE_LIMIT_STORAGE: "memory://",
+    RATE_LIMIT_STRATEGY: "fixed-window",
+    MAX_STREAMS_PER_KEY: None,
+    MAX_STREAMS_STORAGE: None,
+    CORS_ORIGINS: None,
+    CORS_METHODS: ("GET", "POST"),
+    CORS_HEADERS: ("Content-Type", "Last-Event-ID"),
+    CORS_EXPOSE_HEADERS: ("Retry-After",),
+    CORS_CREDENTIALS: False,
+    CORS_MAX_AGE: 600,
+    # persistence (``AISSE(app, db=db)``)
+    TABLE_PREFIX: "ai_sse_",
+    PERSIST_INTERVAL: 1.0,
+    PERSIST_EVERY: 20,
+    HISTORY_MAX_MESSAGES: 50,
+    HISTORY_MAX_CHARS: 100000,
+    HISTORY_MAX_TOKENS: 0,
+    RECONCILE_ON_START: True,
+    SQLITE_WAL: True,
+}
