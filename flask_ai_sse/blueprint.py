@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .engine.protocol import parse_event_id
 from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from .extension import requested_event_id
 from .guards import guard_view, install_cors
 from .validation import Limits, validate_body, validate_query
 
@@ -69,9 +69,7 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
     @route("/streams/<stream_id>", ["GET"])
     def stream_attach(stream_id: str) -> Response:
-        parsed = parse_event_id(
-            request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-        )
+        parsed = requested_event_id()
         after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0
         return ai.attach(stream_id, after)
 

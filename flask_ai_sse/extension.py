@@ -375,9 +375,7 @@ class AISSE:
     def _resume_from_request(self, state: AppState) -> Response | None:
         if not has_request_context():
             return None
-        parsed = parse_event_id(
-            request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-        )
+        parsed = requested_event_id()
         if parsed is None:
             return None
         # A reconnect to a stream that is gone is a 404: no second generation behind its back.
@@ -492,6 +490,12 @@ class AISSE:
             on_close=custom.stop,
         )
         return self.sse_response(reader, headers=headers)
+
+
+def requested_event_id() -> tuple[str, int] | None:
+    """``(stream_id, seq)`` from the request's ``Last-Event-ID`` header (as a browser
+    sends it) or ``last_event_id`` query parameter (for clients that cannot set headers)."""
+    return parse_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
 
 
 def _with_app_context(app: Flask, fn: Callable[[], None]) -> Callable[[], None]:
