@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .context import requested_event_id
 from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
-from .extension import requested_event_id
 from .guards import guard_view, install_cors
 from .validation import Limits, validate_body, validate_query
 

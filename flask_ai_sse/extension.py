@@ -18,10 +18,10 @@ from flask import copy_current_request_context as _copy_request_context
 
 from . import constants as C
 from .chunks import Answer, ChatRequest, Chunk, Message
+from .context import requested_event_id
 from .deployment import check_at_first_request
 from .engine import Engine, EngineSettings, Generation, Observer, create_store
 from .engine.custom import CustomStream
-from .engine.protocol import parse_event_id
 from .engine.reader import StreamReader
 from .errors import AISSEError, ConfigurationError, NotFound
 from .guards import Guards
@@ -490,12 +490,6 @@ class AISSE:
             on_close=custom.stop,
         )
         return self.sse_response(reader, headers=headers)
-
-
-def requested_event_id() -> tuple[str, int] | None:
-    """``(stream_id, seq)`` from the request's ``Last-Event-ID`` header (as a browser
-    sends it) or ``last_event_id`` query parameter (for clients that cannot set headers)."""
-    return parse_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
 
 
 def _with_app_context(app: Flask, fn: Callable[[], None]) -> Callable[[], None]:

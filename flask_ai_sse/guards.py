@@ -26,8 +26,8 @@ from flask import Blueprint, Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from . import constants as C
+from .context import requested_event_id
 from .cors import CorsPolicy
-from .engine.protocol import parse_event_id
 from .errors import AISSEError, ConfigurationError, StoreError, TooManyRequests, TooManyStreams
 from .slots import Slot, Slots, create_slots
 
@@ -258,8 +258,7 @@ def _lease(config: Mapping[str, Any]) -> float:
 
 def _resumes() -> bool:
     """The request names a stream to resume: it attaches (or 404s), it starts nothing."""
-    value = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
-    return parse_event_id(value) is not None
+    return requested_event_id() is not None
 
 
 def guard_view(ai: AISSE, view: View, *, resumable: bool = False) -> View:
