@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from flask_ai_sse.providers.fake import DEFAULT_TEMPLATE
 
@@ -156,11 +157,27 @@ def ask_in_page(browser, url: str) -> tuple[str, str]:
     )
 
 
-def test_demo_page_streams_an_answer(demo, browser, tmp_path: Path):
+def test_demo_page_streams_an_answer_into_a_stored_conversation(demo, browser, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     answer, status = ask_in_page(browser, f"{demo.url}/")
     assert answer == EXPECTED
     assert status == "finished: stop"
     browser.save_screenshot(str(tmp_path / "demo.png"))
+
+    conversation_id = browser.execute_script("return location.hash.slice(1)")
+    stored = requests.get(f"{demo.url}/ai/conversations/{conversation_id}", timeout=5).json()
+    assert [(m["role"], m["content"], m["status"]) for m in stored["messages"]] == [
+        ("user", PROMPT, "completed"),
+        ("assistant", EXPECTED, "completed"),
+    ]
+    browser.refresh()  # the conversation comes back from SQLite
+    WebDriverWait(browser, 10).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 2
+    )
+    turns = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#history li")]
+    assert turns == [PROMPT, EXPECTED]
 
 
 def test_eventsource_resumes_after_a_cut_with_nothing_lost_or_repeated(demo, browser):
