@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..chunks import Chunk
-from ..sse import DONE, encode, encode_json
+from ..sse import DONE, encode_json
 
 __all__ = ["DONE", "encode_chunk", "encode_event", "event_id", "parse_event_id"]
 
@@ -52,11 +52,3 @@ def encode_chunk(stream_id: str, seq: int, chunk: Chunk) -> bytes | None:
     if chunk.kind == "tool_call" and chunk.tool_call is not None:
         return encode_event(stream_id, seq, chunk.tool_call.to_dict(), "tool_call")
     return None
-
-
-def retry_line(milliseconds: int) -> bytes:
-    return encode(retry=milliseconds)
-
-
-def done_line() -> bytes:
-    return DONE
