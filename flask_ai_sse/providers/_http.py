@@ -381,6 +381,17 @@ class StreamParser(abc.ABC):
         return Chunk("finish", finish_reason=reason, raw_finish_reason=raw, model=self.model)
 
 
+@contextlib.contextmanager
+def unexpected_shape(provider: str, what: str) -> Iterator[None]:
+    """A parser's KeyError & co. on JSON it did not expect, as a protocol error."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ProviderProtocolError(
+            f"The {provider} {what} of an unexpected shape.", provider=provider
+        ) from exc
+
+
 # -- the stream --------------------------------------------------------------------
 
 
@@ -432,13 +443,8 @@ class HTTPChunkStream(ChunkStream):
                     return
                 if parser.finished:
                     continue  # drain to EOF so the connection can go back to the pool
-                try:
+                with unexpected_shape(self.provider, "stream sent an event"):
                     yield from parser.feed(event)
-                except (KeyError, IndexError, TypeError, AttributeError) as exc:
-                    raise ProviderProtocolError(
-                        f"The {self.provider} stream sent an event of an unexpected shape.",
-                        provider=self.provider,
-                    ) from exc
                 self.model = parser.model
             if not self.aborted and not parser.finished:
                 yield from parser.end()
@@ -541,14 +547,9 @@ class HTTPProvider(Provider):
         data = self.transport.fetch_json(url, body)
         parser = self.parser(request)
         builder = AnswerBuilder(model=request.model, provider=self.name)
-        try:
+        with unexpected_shape(self.name, "provider answered with JSON"):
             for chunk in parser.answer(data):
                 builder.add(chunk)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ProviderProtocolError(
-                f"The {self.name} provider answered with JSON of an unexpected shape.",
-                provider=self.name,
-            ) from exc
         builder.model = parser.model
         return builder.answer()
 
