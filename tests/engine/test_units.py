@@ -8,11 +8,14 @@ import pytest
 from flask import Flask
 
 from flask_ai_sse import AISSE
+from flask_ai_sse.chunks import ChatRequest
 from flask_ai_sse.engine import Engine, EngineSettings, MemoryStore
 from flask_ai_sse.engine.flow import SentenceBuffer
 from flask_ai_sse.engine.reader import StreamReader
 from flask_ai_sse.engine.store import StreamLog
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
+
+ASK = ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")
 
 
 @pytest.mark.parametrize(
@@ -131,11 +134,7 @@ def test_watchdog_aborts_orphans_after_grace_but_not_readers_that_came_back():
     store = MemoryStore()
     engine = Engine(store, EngineSettings(disconnect_grace=1.0, total_timeout=0, silence_timeout=0))
     provider = FakeProvider(script=[FakeReply(text="a b c", stall=30, stall_after=1)], delay=0)
-    from flask_ai_sse.chunks import ChatRequest
-
-    gen = engine.start(
-        provider.open(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m"))
-    )
+    gen = engine.start(provider.open(ASK))
     store.attach(gen.stream_id)
     engine._detached(gen.stream_id)
     assert gen.orphaned_at is not None
@@ -154,12 +153,8 @@ def test_watchdog_aborts_orphans_after_grace_but_not_readers_that_came_back():
 def test_disconnect_policy_finish_runs_to_the_end():
     store = MemoryStore()
     engine = Engine(store, EngineSettings(disconnect_grace=0.1, disconnect_policy="finish"))
-    from flask_ai_sse.chunks import ChatRequest
-
     provider = FakeProvider(script=[FakeReply(text="a b c", stall=0.3, stall_after=1)], delay=0)
-    gen = engine.start(
-        provider.open(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m"))
-    )
+    gen = engine.start(provider.open(ASK))
     store.attach(gen.stream_id)
     engine._detached(gen.stream_id)
     assert gen.orphaned_at is not None
@@ -224,18 +219,15 @@ def test_log_wakes_every_waiting_reader_under_real_threads():
 
 
 def test_watchdog_forgets_ended_generations_and_times_out_silent_ones():
-    from flask_ai_sse.chunks import ChatRequest
-
     store = MemoryStore()
     engine = Engine(store, EngineSettings(silence_timeout=5, total_timeout=0))
     provider = FakeProvider(
         script=["quick", FakeReply(text="a b", stall=30, stall_after=1)], delay=0
     )
-    ask = ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")
-    quick = engine.start(provider.open(ask))
+    quick = engine.start(provider.open(ASK))
     assert quick.done.wait(5)
     assert quick.stream_id not in engine.active  # forgotten as soon as it ended
-    silent = engine.start(provider.open(ask))
+    silent = engine.start(provider.open(ASK))
     engine.check(silent.last_activity + 4)
     assert silent.abort_reason is None
     engine.check(silent.last_activity + 6)
