@@ -23,7 +23,7 @@ from .deployment import check_at_first_request
 from .engine import Engine, EngineSettings, Generation, Observer, create_store
 from .engine.custom import CustomStream
 from .engine.reader import StreamReader
-from .errors import AISSEError, ConfigurationError, NotFound
+from .errors import AISSEError, ConfigurationError
 from .guards import Guards
 from .providers import Provider, ProviderConfig, build_provider
 from .providers.base import ChunkStream
@@ -319,7 +319,7 @@ class AISSE:
         if owner is None:
             owner = self.current_owner()
         generation = self.start_generation(params, options=options, owner=owner, state=state)
-        return self.sse_response(state.engine.reader(generation.stream_id))
+        return self.sse_response(state.engine.reader(generation.stream_id, owner=owner))
 
     def start_generation(
         self,
@@ -347,30 +347,20 @@ class AISSE:
                 observers=[*state.observers, *turn.observers],
             )
 
-    def _check_owner(self, state: AppState, stream_id: str) -> None:
-        # The hook runs first, so that its 401 cannot tell which stream ids exist.
-        owner = self.current_owner()
-        meta = state.engine.store.meta(stream_id)
-        if meta is None or meta.get("owner") != owner:
-            raise NotFound("Unknown or expired stream.")
-
     def attach(self, stream_id: str, after: int = 0) -> Response:
         """Follow a running or recently finished stream, replaying events after ``after``.
 
         Only the stream's owner (see :meth:`authorize`) may; others get a 404.
         """
         state = self.state()
-        self._check_owner(state, stream_id)
-        return self.sse_response(state.engine.reader(stream_id, after))
+        # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
+        owner = self.current_owner()
+        return self.sse_response(state.engine.reader(stream_id, after, owner=owner))
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""
-        state = self.state()
-        try:
-            self._check_owner(state, stream_id)
-        except NotFound:
-            return False
-        return state.engine.cancel(stream_id)
+        owner = self.current_owner()  # before the lookup, as in attach()
+        return self.state().engine.cancel(stream_id, owner=owner)
 
     def _resume_from_request(self, state: AppState) -> Response | None:
         if not has_request_context():

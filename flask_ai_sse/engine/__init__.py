@@ -118,10 +118,18 @@ class Engine:
         self._schedule(generation)
         return generation
 
-    def reader(self, stream_id: str, after: int = 0) -> StreamReader:
-        """A response body that replays ``stream_id`` after ``after``, then follows it live."""
-        if self.store.meta(stream_id) is None:
+    def _check_owner(self, stream_id: str, owner: str | None) -> None:
+        """One lookup: the stream exists and is ``owner``'s (``None``: anonymous)."""
+        meta = self.store.meta(stream_id)
+        if meta is None or meta.get("owner") != owner:
             raise NotFound("Unknown or expired stream.")
+
+    def reader(self, stream_id: str, after: int = 0, *, owner: str | None = None) -> StreamReader:
+        """A response body that replays ``stream_id`` after ``after``, then follows it live.
+
+        Unknown, expired and other owners' streams are all the same 404.
+        """
+        self._check_owner(stream_id, owner)
         self.store.attach(stream_id)
         return StreamReader(
             functools.partial(self.store.read, stream_id),
@@ -141,8 +149,12 @@ class Engine:
         except StoreError:  # closing a response must not raise; the store logged the cause
             pass
 
-    def cancel(self, stream_id: str) -> bool:
-        """Stop a generation wherever it runs; False when the stream is unknown."""
+    def cancel(self, stream_id: str, *, owner: str | None = None) -> bool:
+        """Stop a generation wherever it runs; False when unknown or another owner's."""
+        try:
+            self._check_owner(stream_id, owner)
+        except NotFound:
+            return False
         return self.store.signal(stream_id, "cancelled")
 
     # -- watchdog: total and silence timeouts, disconnect grace -----------------
