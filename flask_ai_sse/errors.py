@@ -18,7 +18,6 @@ one boundary each, with ``raise ... from exc``::
     │   ├── ProviderTimeout (504)    connect, read-idle or total timeout
     │   └── ProviderProtocolError (502)  malformed stream, missing terminator
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
-    ├── StreamCancelled              raised inside a cancelled generation
     ├── StreamGapError (410)         a reader fell behind the bounded log
     └── StoreError (503)             the stream store (Redis) failed
 
@@ -30,6 +29,26 @@ and a ``message`` safe to show to a client: never a key nor an internal detail.
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = [
+    "AISSEError",
+    "ConfigurationError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderProtocolError",
+    "ProviderStatusError",
+    "ProviderTimeout",
+    "RequestError",
+    "StoreError",
+    "StreamGapError",
+    "StreamTimeout",
+    "TooManyRequests",
+    "TooManyStreams",
+    "UnsupportedMediaType",
+    "ValidationError",
+]
 
 
 class AISSEError(Exception):
@@ -101,7 +120,7 @@ class TooManyRequests(RequestError):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
+        return _retry_after_header(self.retry_after)
 
 
 class ProviderError(AISSEError):
@@ -141,9 +160,7 @@ class ProviderStatusError(ProviderError):
 
     @property
     def headers(self) -> dict[str, str]:
-        if self.status == 429:
-            return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
-        return {}
+        return _retry_after_header(self.retry_after or 1) if self.status == 429 else {}
 
 
 class ProviderConnectionError(ProviderError):
@@ -168,36 +185,10 @@ class StreamTimeout(AISSEError):
     public_message = "The stream timed out."
 
 
-class StreamCancelled(AISSEError):
-    type = "cancelled"
-    status = 409
-    public_message = "The stream was cancelled."
-
-
 class StoreError(AISSEError):
     type = "store_unavailable"
     status = 503
     public_message = "The stream store is unavailable."
-
-
-__all__ = [
-    "AISSEError",
-    "ConfigurationError",
-    "NotFound",
-    "PayloadTooLarge",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderProtocolError",
-    "ProviderStatusError",
-    "ProviderTimeout",
-    "RequestError",
-    "StoreError",
-    "StreamCancelled",
-    "StreamTimeout",
-    "TooManyRequests",
-    "UnsupportedMediaType",
-    "ValidationError",
-]
 
 
 class StreamGapError(AISSEError):
@@ -208,9 +199,6 @@ class StreamGapError(AISSEError):
     public_message = "Events were dropped before this client read them."
 
 
-__all__ += ["StreamGapError"]
-
-
 class TooManyStreams(TooManyRequests):
     """The client key already has ``AI_SSE_MAX_STREAMS_PER_KEY`` generations running."""
 
@@ -218,4 +206,6 @@ class TooManyStreams(TooManyRequests):
     public_message = "Too many streams are open; try again when one has ended."
 
 
-__all__ += ["TooManyStreams"]
+def _retry_after_header(seconds: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, at least 1 (HTTP takes no fractions)."""
+    return {"Retry-After": str(max(1, round(seconds)))}
