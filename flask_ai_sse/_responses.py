@@ -18,7 +18,7 @@ from .sse import encode, encode_comment
 
 logger = logging.getLogger("flask_ai_sse")
 
-#: The headers of every event-stream response (CONTRACT.md). No hop-by-hop ones.
+#: The headers of every event-stream response (docs/wire.rst). No hop-by-hop ones.
 SSE_HEADERS: Mapping[str, str] = {
     "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",
@@ -76,7 +76,7 @@ def _with_app_context(app: Flask, fn: Callable[[], None]) -> Callable[[], None]:
 
 
 def render_error(error: AISSEError) -> Response:
-    """The JSON error body of CONTRACT.md, with the error's status and headers."""
+    """The JSON error body of docs/wire.rst, with the error's status and headers."""
     if error.status >= 500:
         logger.warning("%s: %s", type(error).__name__, error.message)
     response = jsonify(error.to_dict())

@@ -58,6 +58,8 @@ class AISSEError(Exception):
     status: int = 500
     #: Shown to clients. Subclasses override with something generic and safe.
     public_message: str = "Internal error."
+    #: This error's message, safe to show to a client.
+    message: str
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.public_message
@@ -113,6 +115,8 @@ class TooManyRequests(RequestError):
     type = "rate_limited"
     status = 429
     public_message = "Too many requests."
+    #: Seconds after which the client may try again (the ``Retry-After`` header).
+    retry_after: float
 
     def __init__(self, message: str | None = None, *, retry_after: float = 1, **details: Any):
         super().__init__(message, **details)
@@ -129,6 +133,8 @@ class ProviderError(AISSEError):
     type = "provider_error"
     status = 502
     public_message = "The model provider failed."
+    #: The provider's name (never its key).
+    provider: str
 
     def __init__(self, message: str | None = None, *, provider: str = "", **details: Any):
         super().__init__(message, **details)
@@ -137,6 +143,11 @@ class ProviderError(AISSEError):
 
 class ProviderStatusError(ProviderError):
     """The provider answered an HTTP error status (after any retries)."""
+
+    #: The provider's HTTP status.
+    upstream_status: int
+    #: The provider's ``Retry-After``, in seconds, when it sent one.
+    retry_after: float | None
 
     def __init__(
         self,

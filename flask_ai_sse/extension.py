@@ -247,7 +247,7 @@ class AISSE:
         conversation: Any = None,
         **options: Any,
     ) -> Response:
-        """Stream an answer as an SSE response (see CONTRACT.md for the wire format).
+        """Stream an answer as an SSE response (the wire format: docs/wire.rst).
 
         A request carrying a ``Last-Event-ID`` of a live stream (a browser
         ``EventSource`` reconnecting) resumes that stream instead of starting a
