@@ -48,10 +48,6 @@ class AppState:
     #: The stored conversations' hook (``AISSE(app, db=db)``), else ``None``.
     conversations: Conversations | None = None
 
-    @property
-    def limits(self) -> Any:
-        return self.settings.limits
-
 
 class ChunkIterator(Iterator[Chunk]):
     """What :meth:`AISSE.stream` returns: chunks, and ``close()`` closes the upstream."""
