@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ._guards import Guards, install_cors
+from ._guards import Guards, install_cors, install_cross_site_check
 from ._request import read_json_body, requested_event_id
 from ._validation import validate_body, validate_query
 from .engine import Observer
@@ -30,23 +30,49 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         return ai.state().guards
 
     install_cors(bp, guards)
+    install_cross_site_check(bp, guards)
 
-    def admitted(view: View, resumable: bool) -> View:
+    def admitted(view: View, resumable: bool, event_source: bool) -> View:
         """``view`` behind the app's guards, which hand it the ``observers`` to start with."""
 
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            return guards().admit(view, *args, resumable=resumable, **kwargs)
+            return guards().admit(
+                view,
+                *args,
+                resumable=resumable,
+                connects=resumable,  # the routes that resume are those that stream
+                event_source=event_source,
+                **kwargs,
+            )
+
+        return guarded
+
+    def attaching(view: View) -> View:
+        @functools.wraps(view)
+        def guarded(stream_id: str) -> Any:
+            return guards().attach(view, stream_id)
 
         return guarded
 
     def route(
-        rule: str, methods: list[str], *, spends: bool = False, resumable: bool = False
+        rule: str,
+        methods: list[str],
+        *,
+        spends: bool = False,
+        resumable: bool = False,
+        attaches: bool = False,
+        event_source: bool = False,
     ) -> Callable[[View], View]:
-        """``spends``: the view starts a generation, so the rate limit and cap apply."""
+        """``spends``: the view starts a generation, so the rate limit and caps apply;
+        ``attaches``: it follows a stream (a connection, and the rate limit unless it
+        reconnects); ``event_source``: ``AI_SSE_ALLOW_GET_STREAM`` applies."""
 
         def register(view: View) -> View:
-            wrapped = admitted(view, resumable) if spends else view
+            if spends:
+                wrapped = admitted(view, resumable, event_source)
+            else:
+                wrapped = attaching(view) if attaches else view
             for decorator in reversed(decorators):
                 wrapped = decorator(wrapped)
             bp.add_url_rule(rule, view.__name__, wrapped, methods=methods)
@@ -61,13 +87,13 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
         return ai.serve(chat, observers=observers, state=state)
 
-    @route("/stream", ["GET"], spends=True, resumable=True)
+    @route("/stream", ["GET"], spends=True, resumable=True, event_source=True)
     def stream_get(observers: Sequence[Observer]) -> Response:
         state = ai.state()
         chat = validate_query(request.args, state.settings.limits, state.provider.model)
         return ai.serve(chat, observers=observers, state=state)
 
-    @route("/streams/<stream_id>", ["GET"])
+    @route("/streams/<stream_id>", ["GET"], attaches=True)
     def stream_attach(stream_id: str) -> Response:
         parsed = requested_event_id()
         after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0

@@ -1,16 +1,21 @@
-"""The blueprint's guards, per app: rate limit, concurrency cap and CORS.
+"""The blueprint's guards, per app: what one client may start, hold and send.
 
 ::
 
-    request ─► app's own decorators (login) ─► rate limit ─► slot ─► view ─► generation
-                  (create_blueprint(decorators=...))   429       429          │
-                                                                              │ ends: done, error,
-    slot freed ◄──────────────── Slot.finished (an observer) ◄────────────────┘ cancel, disconnect
+    request ─► cross-site check ─► app's own decorators (login) ─► connection ─► rate limit
+                 403 (a page on         (create_blueprint(decorators=...))   429          429
+                 another site)                                                 │
+                                              view ◄── slot (429) ◄────────────┘
+                                                │
+    connection freed ◄── the response body closes (StreamReader.close)
+    slot freed ◄──────── Slot.finished (an observer): the generation ended
 
 The rate limit is Flask-Limiter's: the app's own ``Limiter`` (``AISSE(limiter=...)``,
 so its storage and key function apply) or one made from ``AI_SSE_RATE_LIMIT_*``.
-A reconnect that names a stream in ``Last-Event-ID`` passes both guards: it can
-only attach to a running stream (or get a 404), never start a generation.
+A reconnect that names its stream in ``Last-Event-ID`` passes the rate limit and
+the slot: it can only attach to that stream (or get a 404), never start a
+generation; it still holds a connection, which is what
+``AI_SSE_MAX_CONNECTIONS_PER_KEY`` counts (streams and attaches together).
 """
 
 from __future__ import annotations
@@ -22,13 +27,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from . import constants as C
 from ._cors import CorsPolicy
+from ._csrf import SAME_ORIGIN, from_trusted_page, may_change_state
 from ._request import requested_event_id
 from ._settings import GuardSettings
-from ._slots import Slots, create_slots
-from .errors import AISSEError, ConfigurationError, StoreError, TooManyRequests, TooManyStreams
+from ._slots import Slot, Slots, create_slots
+from .engine.reader import StreamReader
+from .errors import (
+    AISSEError,
+    ConfigurationError,
+    CrossSiteRequest,
+    StoreError,
+    TooManyConnections,
+    TooManyRequests,
+    TooManyStreams,
+)
 
 # Flask-Limiter (and ``limits``) load only when a limit is configured: about 0.1 s.
 if TYPE_CHECKING:
@@ -143,7 +159,7 @@ def _always() -> bool:
 
 
 class Guards:
-    """What guards one app's routes; all off by default.
+    """What guards one app's routes (see the module's docs).
 
     ``client_key`` says who the current request counts against (the owner from
     ``@ai.authorize``, else the client address).
@@ -155,12 +171,16 @@ class Guards:
         *,
         rate_limit: RateLimit | None = None,
         slots: Slots | None = None,
+        connections: Slots | None = None,
         cors: CorsPolicy | None = None,
+        allow_get_stream: bool | str = True,
     ) -> None:
         self.client_key = client_key
         self.rate_limit = rate_limit
         self.slots = slots
+        self.connections = connections
         self.cors = cors
+        self.allow_get_stream = allow_get_stream
 
     @classmethod
     def setup(
@@ -189,15 +209,115 @@ class Guards:
             slots = create_slots(
                 settings.slots_url, settings.max_streams_per_key, lease=settings.slot_lease
             )
-        return cls(client_key, rate_limit=rate_limit, slots=slots, cors=cors)
+        connections = None
+        if settings.max_connections_per_key:
+            # A connection lasts no longer than the stream it reads (or the send timeout
+            # drops it): the slots' lease fits it too.
+            connections = create_slots(
+                settings.slots_url,
+                settings.max_connections_per_key,
+                lease=settings.slot_lease,
+                name=C.MAX_CONNECTIONS_PER_KEY,
+                prefix="ai_sse:connections:",
+            )
+        return cls(
+            client_key,
+            rate_limit=rate_limit,
+            slots=slots,
+            connections=connections,
+            cors=cors,
+            allow_get_stream=settings.allow_get_stream,
+        )
 
-    def admit(self, view: View, *args: Any, resumable: bool = False, **kwargs: Any) -> Any:
+    # -- before any view: where the request comes from -------------------------------
+
+    def check_cross_site(self) -> None:
+        """Refuse a state change that a page on another site could have forged (403).
+
+        See :mod:`flask_ai_sse._csrf` for the rules; safe methods pass.
+        """
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if not may_change_state(request.method, request.headers.get, _own_origin(), self.cors):
+            raise CrossSiteRequest(
+                "This request could come from another site: send it as JSON (or with an"
+                " X-Requested-With header), or from a page of an allowed origin."
+            )
+
+    def check_event_source(self) -> None:
+        """``GET /stream`` as ``AI_SSE_ALLOW_GET_STREAM`` says: on, off (405), or only for
+        pages of this origin and of origins the CORS policy lists (403)."""
+        allowed = self.allow_get_stream
+        if allowed is True:
+            return
+        if allowed is False:
+            raise MethodNotAllowed(
+                valid_methods=["POST"], description="GET /stream is turned off: use POST."
+            )
+        if allowed == SAME_ORIGIN and not from_trusted_page(
+            request.headers.get, _own_origin(), self.cors
+        ):
+            raise CrossSiteRequest(
+                "GET /stream is served to pages of this site only: use POST from elsewhere."
+            )
+
+    # -- around views ----------------------------------------------------------------
+
+    def admit(
+        self,
+        view: View,
+        *args: Any,
+        resumable: bool = False,
+        connects: bool = False,
+        event_source: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """Run a view that spends money: rate limit, then a concurrency slot, then ``view``.
 
         ``view`` gets ``observers``: the slot, for the code that starts the
         generation to hand to the engine (which releases it when the generation
         ends). A view that started none (an ask, a resume) gives it back here.
+        ``connects``: the view answers an event stream, which holds a connection.
         """
+        if event_source:
+            self.check_event_source()
+        if connects:
+            return self.connected(lambda: self._spend(view, args, kwargs, resumable))
+        return self._spend(view, args, kwargs, resumable)
+
+    def attach(self, view: View, stream_id: str, **kwargs: Any) -> Any:
+        """Run the attach view: it holds a connection, and is rate limited unless it
+        reconnects (``Last-Event-ID``) to the stream it names."""
+
+        def run() -> Any:
+            resumed = requested_event_id()
+            if self.rate_limit is not None and (resumed is None or resumed[0] != stream_id):
+                self.rate_limit.check()
+            return view(stream_id=stream_id, **kwargs)
+
+        return self.connected(run)
+
+    def connected(self, respond: Callable[[], Any]) -> Any:
+        """``respond()`` holding one of the key's connections until its body closes."""
+        if self.connections is None:
+            return respond()
+        connection = self.connections.take(self.client_key())
+        if connection is None:
+            raise TooManyConnections(
+                f"At most {self.connections.limit} streams and attaches may be open at once.",
+                retry_after=5,
+            )
+        try:
+            response = respond()
+        except BaseException:
+            connection.release()
+            raise
+        _release_on_close(response, connection)
+        return response
+
+    def _spend(
+        self, view: View, args: tuple[Any, ...], kwargs: dict[str, Any], resumable: bool
+    ) -> Any:
         if resumable and requested_event_id() is not None:
             # A reconnect attaches to a running stream (or 404s): it starts nothing.
             return view(*args, observers=(), **kwargs)
@@ -219,6 +339,29 @@ class Guards:
         if not slot.claimed:
             slot.release()
         return response
+
+
+def _own_origin() -> str:
+    """``scheme://host[:port]`` of the current request (behind a proxy: ``ProxyFix``)."""
+    return f"{request.scheme}://{request.host}"
+
+
+def _release_on_close(response: Any, connection: Slot) -> None:
+    """Free ``connection`` when the server closes the event stream ``response`` serves;
+    at once when it serves none (a 404, a JSON answer)."""
+    body = getattr(response, "response", None)
+    if isinstance(body, StreamReader):
+        body.call_on_close(connection.release)
+    else:
+        connection.release()
+
+
+def install_cross_site_check(bp: Blueprint, guards: Callable[[], Guards]) -> None:
+    """Refuse, before any view or decorator of ``bp``, what another site could forge."""
+
+    @bp.before_request
+    def cross_site() -> None:
+        guards().check_cross_site()
 
 
 def install_cors(bp: Blueprint, guards: Callable[[], Guards]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import constants as C
 from ._cors import CorsPolicy
+from ._csrf import SAME_ORIGIN
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
@@ -42,7 +43,8 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """The routes' rate limit and per-key concurrency cap."""
+    """What holds one client back: the routes' rate limit, the per-key caps on
+    generations and on open connections, the send timeout, the cross-site rules."""
 
     rate_limit: str | None
     rate_limit_storage: str
@@ -52,6 +54,14 @@ class GuardSettings:
     slots_url: str
     #: How long a Redis slot outlives a worker that died holding it.
     slot_lease: float
+    #: Open event-stream connections (streams and attaches) per key; ``None``: no cap.
+    max_connections_per_key: int | None = None
+    #: Seconds a write to a client may block before its connection is dropped; 0: never.
+    send_timeout: float = 0.0
+    #: ``GET /stream``: ``True`` (on), ``False`` (off) or ``"same-origin"``.
+    allow_get_stream: bool | str = True
+    #: Refuse anonymous callers (the authorize hook returned ``None``, or there is none).
+    require_owner: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,19 @@ def _guards(r: _Reader, store: StoreSettings, engine: EngineSettings) -> GuardSe
         max_streams_per_key=r.integer(C.MAX_STREAMS_PER_KEY, minimum=1, optional=True),
         slots_url=slots_url,
         slot_lease=longest + engine.disconnect_grace + 60.0,
+        max_connections_per_key=r.integer(C.MAX_CONNECTIONS_PER_KEY, minimum=1, optional=True),
+        send_timeout=r.number(C.SEND_TIMEOUT),
+        allow_get_stream=_allow_get_stream(r),
+        require_owner=r.flag(C.REQUIRE_OWNER),
+    )
+
+
+def _allow_get_stream(r: _Reader) -> bool | str:
+    value = r.raw(C.ALLOW_GET_STREAM)
+    if value is True or value is False or value == SAME_ORIGIN:
+        return value  # type: ignore[no-any-return]
+    raise ConfigurationError(
+        f"{C.ALLOW_GET_STREAM} must be True, False or {SAME_ORIGIN!r}, not {value!r}."
     )
 
 

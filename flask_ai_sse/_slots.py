@@ -1,4 +1,8 @@
-"""Concurrency slots: at most N generations at once per client key. No Flask here.
+"""Concurrency slots: at most N of something at once per client key. No Flask here.
+
+Two things are counted this way: generations (``AI_SSE_MAX_STREAMS_PER_KEY``) and
+open event-stream connections (``AI_SSE_MAX_CONNECTIONS_PER_KEY``); each has its own
+:class:`Slots`, told apart by ``name`` (its config key) and, in Redis, by ``prefix``.
 
 A slot is taken before the upstream request opens and given back when the
 generation ends, however it ends (done, error, cancel, disconnect, timeout):
@@ -21,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .constants import MAX_STREAMS_PER_KEY
 from .errors import ConfigurationError, StoreError
 
 __all__ = ["MemorySlots", "RedisSlots", "Slot", "Slots", "create_slots"]
@@ -29,12 +34,13 @@ logger = logging.getLogger("flask_ai_sse")
 
 
 class Slots(abc.ABC):
-    """Counts open generations per key, up to ``limit``."""
+    """Counts what each key holds open, up to ``limit``."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, name: str = MAX_STREAMS_PER_KEY) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"AI_SSE_MAX_STREAMS_PER_KEY must be >= 1, not {limit!r}.")
+            raise ConfigurationError(f"{name} must be >= 1, not {limit!r}.")
         self.limit = limit
+        self.name = name
 
     def take(self, key: str) -> Slot | None:
         """A slot for ``key``, or ``None`` when ``key`` already holds ``limit`` of them."""
@@ -93,8 +99,8 @@ class Slot:
 class MemorySlots(Slots):
     """Slots of this process only: each worker has its own count."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+    def __init__(self, limit: int, *, name: str = MAX_STREAMS_PER_KEY) -> None:
+        super().__init__(limit, name=name)
         self._held: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -136,10 +142,17 @@ return 1
 class RedisSlots(Slots):
     """Slots shared by every process using the same Redis (``redis://`` URL)."""
 
-    prefix = "ai_sse:slots:"
-
-    def __init__(self, url: str, limit: int, *, lease: float) -> None:
-        super().__init__(limit)
+    def __init__(
+        self,
+        url: str,
+        limit: int,
+        *,
+        lease: float,
+        name: str = MAX_STREAMS_PER_KEY,
+        prefix: str = "ai_sse:slots:",
+    ) -> None:
+        super().__init__(limit, name=name)
+        self.prefix = prefix
         try:
             import redis
         except ImportError:  # pragma: no cover - depends on the install
@@ -177,12 +190,23 @@ class RedisSlots(Slots):
         self._client.close()
 
 
-def create_slots(url: str, limit: int, *, lease: float) -> Slots:
-    """The slots ``url`` names: ``memory`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL."""
+def create_slots(
+    url: str,
+    limit: int,
+    *,
+    lease: float,
+    name: str = MAX_STREAMS_PER_KEY,
+    prefix: str = "ai_sse:slots:",
+) -> Slots:
+    """The slots ``url`` names: ``memory`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL.
+
+    ``name`` is the config key of the limit (for errors); ``prefix`` keeps each kind's
+    Redis sets apart.
+    """
     if url in ("memory", "memory://"):
-        return MemorySlots(limit)
+        return MemorySlots(limit, name=name)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisSlots(url, limit, lease=lease)
+        return RedisSlots(url, limit, lease=lease, name=name, prefix=prefix)
     raise ConfigurationError(
         f"AI_SSE_MAX_STREAMS_STORAGE must be 'memory' or a redis:// URL, not {url!r}."
     )

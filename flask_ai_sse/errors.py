@@ -10,8 +10,10 @@ one boundary each, with ``raise ... from exc``::
     │   ├── PayloadTooLarge (413)
     │   ├── UnsupportedMediaType (415)
     │   ├── NotFound (404)           unknown stream or conversation, or not yours
+    │   ├── CrossSiteRequest (403)   a state change a browser could forge (docs/security.rst)
     │   └── TooManyRequests (429)    rate limit (AI_SSE_RATE_LIMIT)
-    │       └── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       ├── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       └── TooManyConnections (429)  open connections (AI_SSE_MAX_CONNECTIONS_PER_KEY)
     ├── ProviderError (502)          the upstream model provider failed
     │   ├── ProviderStatusError (502, or 429 when it keeps limiting us)
     │   ├── ProviderConnectionError (502)
@@ -33,6 +35,7 @@ from typing import Any
 __all__ = [
     "AISSEError",
     "ConfigurationError",
+    "CrossSiteRequest",
     "NotFound",
     "PayloadTooLarge",
     "ProviderConnectionError",
@@ -44,6 +47,7 @@ __all__ = [
     "StoreError",
     "StreamGapError",
     "StreamTimeout",
+    "TooManyConnections",
     "TooManyRequests",
     "TooManyStreams",
     "UnsupportedMediaType",
@@ -109,6 +113,14 @@ class NotFound(RequestError):
     type = "not_found"
     status = 404
     public_message = "Not found."
+
+
+class CrossSiteRequest(RequestError):
+    """A request a page on another site could have made with the user's cookies."""
+
+    type = "cross_site_request"
+    status = 403
+    public_message = "Cross-site requests may not change state here."
 
 
 class TooManyRequests(RequestError):
@@ -215,6 +227,14 @@ class TooManyStreams(TooManyRequests):
 
     type = "too_many_streams"
     public_message = "Too many streams are open; try again when one has ended."
+
+
+class TooManyConnections(TooManyRequests):
+    """The client key already holds ``AI_SSE_MAX_CONNECTIONS_PER_KEY`` open streams and
+    attaches."""
+
+    type = "too_many_connections"
+    public_message = "Too many connections are open; close one first."
 
 
 def _retry_after_header(seconds: float) -> dict[str, str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_request_context
+from werkzeug.exceptions import Unauthorized
 
 from . import constants as C
 from ._blueprint import create_blueprint
@@ -214,17 +215,18 @@ class AISSE:
     def current_owner(self) -> str | None:
         """The owner key of the current request, from the :meth:`authorize` hook.
 
-        The hook runs once per request (it may be a database lookup).
+        The hook runs once per request (it may be a database lookup). With
+        ``AI_SSE_REQUIRE_OWNER`` an anonymous request (``None``, or no hook) is a 401.
         """
-        hook = self._authorize
-        if hook is None or not has_request_context():
+        if not has_request_context():
             return None
-
-        def ask_hook() -> str | None:
-            owner = hook()
-            return None if owner is None else str(owner)
-
-        return once_per_request("flask_ai_sse.owner", ask_hook)
+        hook = self._authorize
+        owner = None if hook is None else once_per_request("flask_ai_sse.owner", hook)
+        if owner is not None:
+            return str(owner)
+        if self.state().settings.guards.require_owner:
+            raise Unauthorized("Sign in first: anonymous requests are refused here.")
+        return None
 
     def _client_key(self) -> str:
         return client_key(self.current_owner())
@@ -288,7 +290,10 @@ class AISSE:
                 return self.attach(*resumed)
         owner = self.current_owner()
         generation = self.start_generation(request, owner=owner, observers=observers, state=state)
-        return sse_response(state.engine.follow(generation.stream_id))
+        return sse_response(
+            state.engine.follow(generation.stream_id),
+            send_timeout=state.settings.guards.send_timeout,
+        )
 
     def start_generation(
         self,
@@ -348,7 +353,10 @@ class AISSE:
         state = self.state()
         # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
         owner = self.current_owner()
-        return sse_response(state.engine.reader(stream_id, after, owner=owner))
+        return sse_response(
+            state.engine.reader(stream_id, after, owner=owner),
+            send_timeout=state.settings.guards.send_timeout,
+        )
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""
@@ -453,12 +461,14 @@ class AISSE:
         See :mod:`flask_ai_sse.engine.custom` for what ``iterable`` may yield.
         The iterable runs with a copy of the request context (or the app context).
         """
+        settings = self.state().settings
         return custom_stream_response(
             iterable,
-            self.state().settings.engine,
+            settings.engine,
             headers=headers,
             retry=retry,
             keepalive=keepalive,
             keepalive_text=keepalive_text,
             flush_interval=flush_interval,
+            send_timeout=settings.guards.send_timeout,
         )

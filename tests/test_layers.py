@@ -16,6 +16,7 @@ PURE = [
     "flask_ai_sse.chunks",
     "flask_ai_sse._validation",
     "flask_ai_sse._cors",
+    "flask_ai_sse._csrf",
     "flask_ai_sse._slots",
     "flask_ai_sse.providers",
     "flask_ai_sse.providers.openai",

@@ -9,12 +9,15 @@ when a write fails, keepalives are also the disconnect probe.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 from ..errors import AISSEError, NotFound
 from ..sse import DONE, encode
 from .store import ReadResult
+
+logger = logging.getLogger("flask_ai_sse")
 
 ReadFn = Callable[[int, float], "ReadResult | None"]
 
@@ -40,7 +43,7 @@ class StreamReader(Iterator[bytes]):
         self._keepalive = keepalive if keepalive > 0 else 3600.0
         self._keepalive_bytes = keepalive_bytes
         self._flush_interval = flush_interval
-        self._on_close = on_close
+        self._on_close: list[Callable[[], None]] = [on_close] if on_close is not None else []
         self._event_id = event_id
         self.finished = False
         self.closed = False
@@ -85,8 +88,19 @@ class StreamReader(Iterator[bytes]):
             self.finished = True
         return b"".join(entries)
 
+    def call_on_close(self, fn: Callable[[], None]) -> None:
+        """Also call ``fn`` when the server closes this body (the HTTP layer frees what
+        the connection held: a connection slot, the socket's send timeout)."""
+        if self.closed:
+            fn()
+        else:
+            self._on_close.append(fn)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self._on_close is not None:
-                self._on_close()
+            for fn in self._on_close:
+                try:
+                    fn()
+                except Exception:  # one failing must not keep the others from running
+                    logger.exception("closing a stream response failed")
