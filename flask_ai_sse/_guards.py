@@ -33,6 +33,7 @@ from . import constants as C
 from ._cors import CorsPolicy
 from ._csrf import SAME_ORIGIN, from_trusted_page, may_change_state
 from ._request import requested_event_id
+from ._sendwatch import SendWatch
 from ._settings import GuardSettings
 from ._slots import Slot, Slots, create_slots
 from .engine.reader import StreamReader
@@ -174,6 +175,7 @@ class Guards:
         connections: Slots | None = None,
         cors: CorsPolicy | None = None,
         allow_get_stream: bool | str = True,
+        send_watch: SendWatch | None = None,
     ) -> None:
         self.client_key = client_key
         self.rate_limit = rate_limit
@@ -181,6 +183,9 @@ class Guards:
         self.connections = connections
         self.cors = cors
         self.allow_get_stream = allow_get_stream
+        #: Drops clients that stopped reading (``AI_SSE_SEND_TIMEOUT``); every event
+        #: stream of the app gets it, not only the routes'.
+        self.send_watch = send_watch
 
     @classmethod
     def setup(
@@ -227,6 +232,7 @@ class Guards:
             connections=connections,
             cors=cors,
             allow_get_stream=settings.allow_get_stream,
+            send_watch=SendWatch(settings.send_timeout) if settings.send_timeout > 0 else None,
         )
 
     # -- before any view: where the request comes from -------------------------------

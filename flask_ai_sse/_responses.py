@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -11,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app, has_request_context, jsonify, request
 from flask import copy_current_request_context as _copy_request_context
 
+from ._sendwatch import SendWatch
 from .engine import EngineSettings
 from .engine.custom import CustomStream
 from .engine.reader import StreamReader
@@ -35,46 +35,23 @@ def sse_response(
     body: Iterable[bytes],
     *,
     headers: Mapping[str, str] | None = None,
-    send_timeout: float = 0.0,
+    send_watch: SendWatch | None = None,
 ) -> Response:
     """Wrap an iterable of encoded bytes in a response with the event-stream headers.
 
-    ``send_timeout`` (a stream reader's body, in a request): see :func:`limit_send_time`.
+    With ``send_watch`` (``AI_SSE_SEND_TIMEOUT``), a stream reader's client that stops
+    reading is dropped; servers that do not expose the client's socket get no watch.
     """
     response = Response(body, content_type=SSE_CONTENT_TYPE, direct_passthrough=True)
     response.headers.update(SSE_HEADERS)
     if headers:
         response.headers.update(headers)
-    if send_timeout > 0 and isinstance(body, StreamReader) and has_request_context():
-        limit_send_time(request.environ, body, send_timeout)
+    if send_watch is not None and isinstance(body, StreamReader) and has_request_context():
+        environ = request.environ
+        sock = next((environ[k] for k in SOCKET_KEYS if environ.get(k) is not None), None)
+        if sock is not None and hasattr(sock, "fileno"):
+            send_watch.watch(body, sock)
     return response
-
-
-def limit_send_time(environ: Mapping[str, Any], body: StreamReader, seconds: float) -> None:
-    """Drop the client if one write of ``body`` to it blocks ``seconds`` (it stopped reading).
-
-    The server writes each piece with ``sendall`` on the client's socket; with a
-    timeout on that socket (gevent's sockets honour it as a deadline per
-    ``sendall``), a write to a client whose window stays shut raises, the server
-    closes the connection and closes ``body``, so the reader detaches and the
-    generation's disconnect grace starts. The socket's own timeout comes back when
-    ``body`` closes, for the next request on a kept-alive connection. A server that
-    does not expose its socket gets no send timeout.
-    """
-    sock = next((environ[k] for k in SOCKET_KEYS if environ.get(k) is not None), None)
-    if sock is None or not hasattr(sock, "settimeout"):
-        return
-    try:
-        before = sock.gettimeout()
-        sock.settimeout(seconds)
-    except OSError:  # already closed: the first write will say so
-        return
-
-    def restore() -> None:
-        with contextlib.suppress(OSError):
-            sock.settimeout(before)
-
-    body.call_on_close(restore)
 
 
 def custom_stream_response(
@@ -86,7 +63,7 @@ def custom_stream_response(
     keepalive: float | None,
     keepalive_text: str,
     flush_interval: float | None,
-    send_timeout: float = 0.0,
+    send_watch: SendWatch | None = None,
 ) -> Response:
     """A view's own events (see :mod:`flask_ai_sse.engine.custom`), run with a copy of
     the request context (or the app context) and served like the built-in streams."""
@@ -107,7 +84,7 @@ def custom_stream_response(
         flush_interval=settings.flush_interval if flush_interval is None else flush_interval,
         on_close=custom.stop,
     )
-    return sse_response(reader, headers=headers, send_timeout=send_timeout)
+    return sse_response(reader, headers=headers, send_watch=send_watch)
 
 
 def _with_app_context(app: Flask, fn: Callable[[], None]) -> Callable[[], None]:

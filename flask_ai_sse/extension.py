@@ -292,7 +292,7 @@ class AISSE:
         generation = self.start_generation(request, owner=owner, observers=observers, state=state)
         return sse_response(
             state.engine.follow(generation.stream_id),
-            send_timeout=state.settings.guards.send_timeout,
+            send_watch=state.guards.send_watch,
         )
 
     def start_generation(
@@ -355,7 +355,7 @@ class AISSE:
         owner = self.current_owner()
         return sse_response(
             state.engine.reader(stream_id, after, owner=owner),
-            send_timeout=state.settings.guards.send_timeout,
+            send_watch=state.guards.send_watch,
         )
 
     def cancel(self, stream_id: str) -> bool:
@@ -461,14 +461,14 @@ class AISSE:
         See :mod:`flask_ai_sse.engine.custom` for what ``iterable`` may yield.
         The iterable runs with a copy of the request context (or the app context).
         """
-        settings = self.state().settings
+        state = self.state()
         return custom_stream_response(
             iterable,
-            settings.engine,
+            state.settings.engine,
             headers=headers,
             retry=retry,
             keepalive=keepalive,
             keepalive_text=keepalive_text,
             flush_interval=flush_interval,
-            send_timeout=settings.guards.send_timeout,
+            send_watch=state.guards.send_watch,
         )

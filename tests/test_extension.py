@@ -242,7 +242,7 @@ def test_cancel_and_attach_unknown_stream_are_404():
     app = make_app()
     AISSE(app)
     client = app.test_client()
-    for resp in (client.get("/ai/streams/nope"), client.post("/ai/streams/nope/cancel")):
+    for resp in (client.get("/ai/streams/nope"), client.post("/ai/streams/nope/cancel", json={})):
         assert resp.status_code == 404
         assert resp.json["error"]["type"] == "not_found"
     resp = client.get("/ai/stream?prompt=x", headers={"Last-Event-ID": "gone:3"})

@@ -47,11 +47,22 @@ class StreamReader(Iterator[bytes]):
         self._event_id = event_id
         self.finished = False
         self.closed = False
+        #: When the server took the last piece, while it has not come back for the next:
+        #: a write that long in progress means the client stopped reading (see
+        #: ``_sendwatch``). ``None`` while the reader itself waits for events.
+        self.writing_since: float | None = None
 
     def __iter__(self) -> StreamReader:
         return self
 
     def __next__(self) -> bytes:
+        self.writing_since = None
+        try:
+            return self._next()
+        finally:  # a piece, or the end: the server writes either (the end's terminator too)
+            self.writing_since = time.monotonic()
+
+    def _next(self) -> bytes:
         if self.finished or self.closed:
             raise StopIteration
         if self._prefix:
@@ -99,6 +110,7 @@ class StreamReader(Iterator[bytes]):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.writing_since = None
             for fn in self._on_close:
                 try:
                     fn()

@@ -6,6 +6,8 @@ Config comes from ``APP_*`` env vars (JSON), as in ``server_app.py``, plus:
   ``Limiter`` (key: the ``X-Client`` header) passed as ``AISSE(limiter=...)``.
 * ``TEST_LOGIN_REQUIRED``: register the blueprint itself, behind a ``login_required``
   decorator that wants an ``X-Login`` header (``AI_SSE_REGISTER_BLUEPRINT=False``).
+* ``TEST_BIG_REPLY``: ``[pieces, size, delay]``: every answer is ``pieces`` chunks of
+  ``size`` bytes, ``delay`` seconds apart (to fill a client's socket buffers).
 
 The owner is the ``X-User`` header; ``X-User: !401`` / ``!403`` make the hook abort.
 ``/custom/<case>`` serves custom streams that go wrong mid-stream.
@@ -21,6 +23,7 @@ from typing import Any
 from flask import Flask, Response, abort, request
 
 from flask_ai_sse import AISSE, ServerSentEvent
+from flask_ai_sse.testing import FakeProvider, FakeReply
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,7 +53,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     behind_login = bool(app.config.get("TEST_LOGIN_REQUIRED"))
     if behind_login:
         app.config["AI_SSE_REGISTER_BLUEPRINT"] = False
-    ai = AISSE(app, limiter=limiter)
+    provider = None
+    if app.config.get("TEST_BIG_REPLY"):
+        pieces, size, delay = app.config["TEST_BIG_REPLY"]
+        provider = FakeProvider(script=[FakeReply(chunks=["x" * size] * pieces, delay=delay)])
+    ai = AISSE(app, limiter=limiter, provider=provider)
     if behind_login:
         app.register_blueprint(ai.create_blueprint(decorators=[login_required]), url_prefix="/ai")
 

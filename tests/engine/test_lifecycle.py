@@ -146,7 +146,7 @@ def test_cancel_stops_generation_and_closes_upstream(server, mock, where):
         mock.script(MockReply(text=LONG, stall=30, at=3))
     f, stream_id = start_stream(server)
     f.until(n_messages(3 if where == "mid-stall" else 5))
-    resp = requests.post(f"{server.url}/ai/streams/{stream_id}/cancel", timeout=5)
+    resp = requests.post(f"{server.url}/ai/streams/{stream_id}/cancel", json={}, timeout=5)
     assert resp.status_code == 202
     f.until(lambda items: getattr(items[-1], "data", None) == "[DONE]")
     done = [e for e in f.events() if e.event == "done"]

@@ -86,7 +86,7 @@ def test_a_cancel_through_b_stops_the_generation_running_on_a(pair):
     live = events(on_a)
     head = [next(live) for _ in range(4)]
     stream_id = head[0].json()["stream_id"]
-    answer = requests.post(f"{b.url}/ai/streams/{stream_id}/cancel", timeout=5)
+    answer = requests.post(f"{b.url}/ai/streams/{stream_id}/cancel", json={}, timeout=5)
     assert answer.status_code == 202
     result = StreamResult(head + list(live))
     assert result.terminal.event == "done"
@@ -108,7 +108,7 @@ def test_redis_down_is_a_503_before_the_stream_and_never_hangs(gunicorn_server):
             ("POST", "/ai/stream", {"json": {"prompt": "x"}}),
             ("GET", "/ai/stream?prompt=x", {"headers": {"Last-Event-ID": "abc:3"}}),
             ("GET", "/ai/streams/abc", {}),
-            ("POST", "/ai/streams/abc/cancel", {}),
+            ("POST", "/ai/streams/abc/cancel", {"json": {}}),
         ]
         for method, path, kwargs in calls:
             resp = open_stream(f"{server.url}{path}", method=method, timeout=10, **kwargs)

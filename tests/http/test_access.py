@@ -12,6 +12,8 @@ from .sse_client import LiveStream, call
 
 pytestmark = pytest.mark.server
 APP = "tests.apps.hardening_app:create_app()"
+#: What a script (no browser) sends so that a body-less POST is not taken for a form post.
+JSON_CALL = {"X-Requested-With": "test"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,11 @@ def test_another_owners_stream_is_a_404_everywhere(server, owner, other):
                 json={"prompt": "x"},
                 headers={**as_other, "Last-Event-ID": f"{stream_id}:2"},
             ),
-            call("POST", f"{server.url}/ai/streams/{stream_id}/cancel", headers=as_other),
+            call(
+                "POST",
+                f"{server.url}/ai/streams/{stream_id}/cancel",
+                headers={**as_other, **JSON_CALL},
+            ),
         ]
         for probe in probes:
             assert probe.status_code == 404
@@ -75,7 +81,9 @@ def test_another_owners_stream_is_a_404_everywhere(server, owner, other):
         )
         assert attached.status_code == 200
         attached.close()
-        cancel = call("POST", f"{server.url}/ai/streams/{stream_id}/cancel", headers=as_owner)
+        cancel = call(
+            "POST", f"{server.url}/ai/streams/{stream_id}/cancel", headers={**as_owner, **JSON_CALL}
+        )
         assert cancel.status_code == 202
         result = resp.rest()
         assert result.terminal is not None
@@ -96,7 +104,8 @@ def test_another_owners_stream_is_a_404_everywhere(server, owner, other):
     ],
 )
 def test_the_hook_may_refuse_with_a_json_401_or_403(server, status, method, path, body):
-    resp = call(method, f"{server.url}{path}", json=body, headers={"X-User": f"!{status}"})
+    headers = {"X-User": f"!{status}", **JSON_CALL}
+    resp = call(method, f"{server.url}{path}", json=body, headers=headers)
     assert resp.status_code == status
     assert resp.headers["Content-Type"] == "application/json"
     assert resp.json()["error"]["type"] in ("unauthorized", "forbidden")
@@ -112,7 +121,7 @@ def test_the_blueprint_behind_the_apps_own_decorators(gunicorn_server):
         assert resp.json()["error"]["type"] == "unauthorized"
     for path in ("/ai/streams/x", "/ai/streams/x/cancel"):
         method = "POST" if path.endswith("cancel") else "GET"
-        assert call(method, f"{server.url}{path}").status_code == 401
+        assert call(method, f"{server.url}{path}", headers=JSON_CALL).status_code == 401
     ok = call("GET", f"{server.url}/ai/stream", params={"prompt": "x"}, headers={"X-Login": "1"})
     assert ok.status_code == 200
     assert collect(ok.content).ended

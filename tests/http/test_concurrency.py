@@ -62,7 +62,7 @@ def test_the_next_stream_waits_until_one_ends_by_cancel():
     stream_id = next(iter(first.response)).split(b'"stream_id":"')[1].split(b'"')[0].decode()
     assert_capped(client.get("/ai/stream?prompt=b"))
     assert_capped(client.post("/ai/ask", json={"prompt": "b"}))
-    assert client.post(f"/ai/streams/{stream_id}/cancel").status_code == 202
+    assert client.post(f"/ai/streams/{stream_id}/cancel", json={}).status_code == 202
     wait_until(lambda: slots(app).count(KEY) == 0)
     assert collect(client.get("/ai/stream?prompt=c")).text == "second"
     first.close()
@@ -202,7 +202,7 @@ def test_cap_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_url)
         return True
 
     # Cancel frees one slot, for the other process too...
-    cancel = call("POST", f"{one.url}/ai/streams/{stream_id}/cancel", headers=alice)
+    cancel = call("POST", f"{one.url}/ai/streams/{stream_id}/cancel", headers=alice, json={})
     assert cancel.status_code == 202
     wait_until(lambda: admitted(two))
     first.close()

@@ -194,7 +194,7 @@ def test_cancel_keeps_the_partial_text(server: Server) -> None:
     cid = create(server)
     live = LiveStream(server, "slow answer", cid)
     live.read(4)
-    cancel = call(server, "POST", f"/ai/streams/{live.start['stream_id']}/cancel")
+    cancel = call(server, "POST", f"/ai/streams/{live.start['stream_id']}/cancel", json={})
     assert cancel.status_code == 202
     live.read()
     done = [e for e in live.events if e.event == "done"]

@@ -206,7 +206,7 @@ def test_ask_stream_with_a_conversation_in_a_custom_view(make_app: Make) -> None
         )
 
     client = app.test_client()
-    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    cid = client.post("/ai/conversations", json={}, headers=OWNER).json["id"]
     first = collect(client.post(f"/chat/{cid}", json={"prompt": "one"}, headers=OWNER).response)
     assert first.start["conversation_id"] == cid
     assert ended(app, ai, first.start["message_id"]).status == "completed"
@@ -240,7 +240,7 @@ def test_a_refused_upstream_call_marks_the_answer_failed(make_app: Make) -> None
     refused = ProviderStatusError(provider="fake", upstream_status=500)
     app, _, _ = make_app(FakeReply(fail_before=refused))
     client = app.test_client()
-    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    cid = client.post("/ai/conversations", json={}, headers=OWNER).json["id"]
     resp = client.post("/ai/stream", json={"prompt": "hi", "conversation_id": cid}, headers=OWNER)
     assert resp.status_code == 502 and resp.json["error"]["type"] == "provider_error"
     messages = client.get(f"/ai/conversations/{cid}", headers=OWNER).json["messages"]
@@ -254,7 +254,7 @@ def test_a_refused_upstream_call_marks_the_answer_failed(make_app: Make) -> None
 def test_sentence_mode_still_stores_the_whole_answer(make_app: Make) -> None:
     app, ai, _ = make_app("One. Two three", AI_SSE_SENTENCE_MODE=True)
     client = app.test_client()
-    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    cid = client.post("/ai/conversations", json={}, headers=OWNER).json["id"]
     body = {"prompt": "hi", "conversation_id": cid}
     result = collect(client.post("/ai/stream", json=body, headers=OWNER).response)
     assert result.text == "One. Two three"
@@ -295,7 +295,7 @@ def test_bad_requests_get_json_errors(
 ) -> None:
     app, _, _ = make_app()
     client = app.test_client()
-    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    cid = client.post("/ai/conversations", json={}, headers=OWNER).json["id"]
     resp = client.open(path.format(cid=cid), method=method, headers=OWNER, **kwargs)
     assert resp.status_code == status
     assert resp.json["error"]["type"] == kind
@@ -319,7 +319,7 @@ def test_the_documented_custom_view_pattern(make_app: Make) -> None:
         return ai.event_stream(events())
 
     client = app.test_client()
-    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    cid = client.post("/ai/conversations", json={}, headers=OWNER).json["id"]
     result = collect(client.post(f"/agent/{cid}", json={"prompt": "find"}, headers=OWNER).response)
     assert result.text == "Found it."
     assert provider.requests[-1].messages == [{"role": "user", "content": "find"}]
@@ -334,7 +334,7 @@ def test_the_documented_custom_view_pattern(make_app: Make) -> None:
 def test_ask_with_a_conversation_is_stored_too(make_app: Make) -> None:
     app, ai, provider = make_app("Streamed.", "Asked.")
     client = app.test_client()
-    cid = client.post("/ai/conversations", headers=OWNER).json["id"]
+    cid = client.post("/ai/conversations", json={}, headers=OWNER).json["id"]
     body = {"prompt": "one", "conversation_id": cid}
     streamed = collect(client.post("/ai/stream", json=body, headers=OWNER).response)
     ended(app, ai, streamed.start["message_id"])

@@ -147,7 +147,7 @@ def test_cancel_closes_the_upstream_stream_during_a_stall(stack: Stack) -> None:
     received = events(response)
     start = json.loads(next(received).data)
     assert next(received).json() == {"content": "before "}
-    cancel = requests.post(f"{url}/ai/streams/{start['stream_id']}/cancel", timeout=10)
+    cancel = requests.post(f"{url}/ai/streams/{start['stream_id']}/cancel", json={}, timeout=10)
     assert cancel.status_code < 300
     rest = list(received)
     assert json.loads(rest[-2].data)["finish_reason"] == "cancelled"

@@ -1,0 +1,143 @@
+"""A client that stops reading is dropped after ``AI_SSE_SEND_TIMEOUT``: its connection
+closes on the server, and the generation's disconnect grace runs (it is cancelled)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from flask_ai_sse.engine.redis_store import RedisStore
+from flask_ai_sse.engine.reader import StreamReader
+
+APP = "tests.apps.hardening_app:create_app()"
+# 1500 chunks of 4 KB, 20 ms apart: 30 s of answer, 200 KB/s, far more than the socket
+# buffers between a server and a client that reads nothing.
+BIG_REPLY = [1500, 4096, 0.02]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> float:
+    """Poll a state the server reaches by itself; returns the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def server_side_inode(server_port: int, client_port: int) -> int | None:
+    """The inode of the server's socket of this connection, from ``/proc/net/tcp``:
+    > 0 while a process holds it, 0 once closed (the kernel still flushing it), ``None``
+    when the connection is gone."""
+    with open("/proc/net/tcp") as table:
+        for line in table.read().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) == (
+                server_port,
+                client_port,
+            ):
+                return int(fields[9])
+    return None
+
+
+def stalled_client(port: int) -> tuple[socket.socket, str]:
+    """A raw client with a tiny receive buffer that reads the ``start`` event, then stops."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /ai/stream?prompt=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    seen = b""
+    while b'"stream_id":"' not in seen or b"\n\n" not in seen.split(b'"stream_id":"', 1)[1]:
+        seen += sock.recv(256)
+    stream_id = seen.split(b'"stream_id":"', 1)[1].split(b'"', 1)[0].decode()
+    return sock, stream_id
+
+
+def start_stalled(gunicorn_server, redis_url, send_timeout: float):
+    server = gunicorn_server(
+        {
+            "AI_SSE_STORE": redis_url,
+            "AI_SSE_SEND_TIMEOUT": send_timeout,
+            "AI_SSE_DISCONNECT_GRACE": 1.0,
+            "TEST_BIG_REPLY": BIG_REPLY,
+        },
+        app=APP,
+        extra_args=["--log-level", "debug"],  # the last --log-level wins
+    )
+    sock, stream_id = stalled_client(server.port)
+    return server, sock, stream_id
+
+
+def terminal(store: RedisStore, stream_id: str) -> dict | None:
+    """The ``done`` event's data once the stream has ended, else ``None``."""
+    result = store.read(stream_id, 0, 0)
+    if result is None or not result[1]:
+        return None
+    (done,) = [e for e in result[0] if e.startswith(b"event: done")]
+    return json.loads(done.split(b"data: ", 1)[1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.server
+@pytest.mark.redis
+def test_a_client_that_stops_reading_is_dropped(gunicorn_server, redis_url):
+    server, sock, stream_id = start_stalled(gunicorn_server, redis_url, send_timeout=1.0)
+    store = RedisStore(redis_url)
+    client_port = sock.getsockname()[1]
+    try:
+        assert store.listeners(stream_id) == 1
+        assert (server_side_inode(server.port, client_port) or 0) > 0
+        # The server's writes block once the buffers are full; a second later the
+        # connection is shut and closed on the server, and the reader detaches...
+        dropped_after = wait_until(lambda: store.listeners(stream_id) == 0, timeout=25)
+        wait_until(lambda: server_side_inode(server.port, client_port) in (0, None), timeout=5)
+        # ...so the generation is orphaned, and cancelled when its grace is over: long
+        # before its 30 s of answer would have ended.
+        wait_until(lambda: terminal(store, stream_id) is not None, timeout=10)
+        assert terminal(store, stream_id)["finish_reason"] == "cancelled"  # type: ignore[index]
+        print(f"dropped {dropped_after:.1f} s after the client stopped reading")
+    finally:
+        sock.close()
+        store.close()
+    log = server.output()
+    assert "Ignoring EPIPE" in log  # gunicorn took it for a client that left...
+    assert "Traceback" not in log and "[ERROR]" not in log  # ...and logged no error
+
+
+@pytest.mark.server
+@pytest.mark.redis
+def test_without_a_send_timeout_the_stalled_client_keeps_its_connection(
+    gunicorn_server, redis_url
+):
+    """The control: the same client, with ``AI_SSE_SEND_TIMEOUT = 0``."""
+    server, sock, stream_id = start_stalled(gunicorn_server, redis_url, send_timeout=0)
+    store = RedisStore(redis_url)
+    try:
+        # Long after the other test's client was dropped, this one is still attached
+        # and its connection held by the worker (the polling is the measurement).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert store.listeners(stream_id) == 1
+            assert terminal(store, stream_id) is None
+            time.sleep(0.5)
+        assert (server_side_inode(server.port, sock.getsockname()[1]) or 0) > 0
+    finally:
+        sock.close()
+        store.close()
+
+
+def test_the_reader_runs_every_close_callback_once():
+    calls: list[str] = []
+    reader = StreamReader(lambda after, timeout: ([], True), 0, on_close=lambda: calls.append("a"))
+    reader.call_on_close(lambda: calls.append("b"))
+    reader.call_on_close(lambda: 1 / 0)  # type: ignore[func-returns-value]
+    reader.call_on_close(lambda: calls.append("c"))
+    reader.close()
+    reader.close()
+    reader.call_on_close(lambda: calls.append("late"))  # already closed: runs at once
+    assert calls == ["a", "b", "c", "late"]
