@@ -24,6 +24,10 @@ timeout = 30
 graceful_timeout = 120
 keepalive = 5
 accesslog = "-"
+# The default format logs the request line, query string included: a prompt sent as
+# ``GET /ai/stream?prompt=...`` would be kept in every access log (and in the logs of any
+# proxy in front). Log the method and path only: no query string, for any route.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 def when_ready(server: object) -> None:
