@@ -1,8 +1,9 @@
-"""The demo page in headless Chromium: EventSource streaming, and resume after a cut.
+"""The demo page in headless Chromium: fetch POST streaming, and resume after a cut.
 
 Real browser, real gunicorn gevent server. The resume test puts a TCP proxy in front of
-the server that cuts the first stream connection mid-answer; the browser's EventSource
-reconnects by itself with Last-Event-ID and the answer must come out whole, once.
+the server that cuts the first stream connection mid-answer; the page's stream reader
+reconnects with Last-Event-ID (as EventSource would) and the answer must come out whole,
+once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ EXPECTED = DEFAULT_TEMPLATE.format(prompt=PROMPT)
 
 
 class CuttingProxy:
-    """Forwards loopback TCP; the first response to ``GET /ai/stream?`` is cut after N bytes."""
+    """Forwards loopback TCP; the first response to ``POST /ai/stream`` is cut after N bytes."""
 
     def __init__(self, target_port: int, cut_after: int) -> None:
         self.target_port = target_port
@@ -62,7 +63,7 @@ class CuttingProxy:
         def requests_in() -> None:
             try:
                 while data := client.recv(65536):
-                    if data.startswith(b"GET /ai/stream?"):
+                    if data.startswith(b"POST /ai/stream "):
                         self.stream_requests += 1
                         if self.cuts == 0:
                             self.cuts += 1
@@ -180,7 +181,7 @@ def test_demo_page_streams_an_answer_into_a_stored_conversation(demo, browser, t
     assert turns == [PROMPT, EXPECTED]
 
 
-def test_eventsource_resumes_after_a_cut_with_nothing_lost_or_repeated(demo, browser):
+def test_the_page_resumes_after_a_cut_with_nothing_lost_or_repeated(demo, browser):
     proxy = CuttingProxy(demo.port, cut_after=900)
     try:
         answer, status = ask_in_page(browser, f"http://127.0.0.1:{proxy.port}/")
