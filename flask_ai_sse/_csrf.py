@@ -89,8 +89,6 @@ def _listed(cors: CorsPolicy, origin: str) -> bool:
     return False
 
 
-def may_change_state(
-    method: str, header: Header, own_origin: str, cors: CorsPolicy | None
-) -> bool:
+def may_change_state(method: str, header: Header, own_origin: str, cors: CorsPolicy | None) -> bool:
     """Serve this state-changing request? (See the module's docs.)"""
     return needs_preflight(method, header) or from_trusted_page(header, own_origin, cors)

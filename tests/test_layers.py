@@ -18,6 +18,7 @@ PURE = [
     "flask_ai_sse._cors",
     "flask_ai_sse._csrf",
     "flask_ai_sse._slots",
+    "flask_ai_sse._sendwatch",
     "flask_ai_sse.providers",
     "flask_ai_sse.providers.openai",
     "flask_ai_sse.providers.anthropic",

@@ -243,7 +243,8 @@ def test_conversation_routes_refuse_cross_site_posts(tmp_path: Path):
     cid = created.json["id"]
     # PATCH and DELETE are never simple requests: a browser preflights them (and the
     # preflight fails without CORS), so they need no more than the method.
-    assert client.patch(f"/ai/conversations/{cid}", headers=owner, json={"title": "t"}).status_code == 200
+    renamed = client.patch(f"/ai/conversations/{cid}", headers=owner, json={"title": "t"})
+    assert renamed.status_code == 200
     assert client.delete(f"/ai/conversations/{cid}", headers=owner).status_code == 204
 
 

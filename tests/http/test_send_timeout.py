@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from flask_ai_sse.engine.redis_store import RedisStore
 from flask_ai_sse.engine.reader import StreamReader
+from flask_ai_sse.engine.redis_store import RedisStore
 
 APP = "tests.apps.hardening_app:create_app()"
 # 1500 chunks of 4 KB, 20 ms apart: 30 s of answer, 200 KB/s, far more than the socket
@@ -111,9 +111,7 @@ def test_a_client_that_stops_reading_is_dropped(gunicorn_server, redis_url):
 
 @pytest.mark.server
 @pytest.mark.redis
-def test_without_a_send_timeout_the_stalled_client_keeps_its_connection(
-    gunicorn_server, redis_url
-):
+def test_without_a_send_timeout_the_stalled_client_keeps_its_connection(gunicorn_server, redis_url):
     """The control: the same client, with ``AI_SSE_SEND_TIMEOUT = 0``."""
     server, sock, stream_id = start_stalled(gunicorn_server, redis_url, send_timeout=0)
     store = RedisStore(redis_url)
