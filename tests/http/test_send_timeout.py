@@ -139,3 +139,35 @@ def test_the_reader_runs_every_close_callback_once():
     reader.close()
     reader.call_on_close(lambda: calls.append("late"))  # already closed: runs at once
     assert calls == ["a", "b", "c", "late"]
+
+
+def test_the_watch_shuts_only_sockets_whose_write_is_stuck():
+    from flask_ai_sse._sendwatch import SendWatch
+
+    watch = SendWatch(30.0)
+    pairs = [socket.socketpair() for _ in range(3)]
+    readers = [StreamReader(lambda after, timeout: ([], False), 0) for _ in pairs]
+    for reader, (server_end, _) in zip(readers, pairs, strict=True):
+        watch.watch(reader, server_end)
+    now = time.monotonic()
+    readers[0].writing_since = now - 40  # the server has been writing for 40 s: stuck
+    readers[1].writing_since = now - 1  # a write in progress for 1 s: not yet
+    readers[2].writing_since = None  # the reader waits for events: nothing to judge
+    watch.check(now)
+    assert watch.dropped == 1
+    for i, (server_end, client_end) in enumerate(pairs):
+        client_end.settimeout(0.2)
+        if i == 0:
+            assert client_end.recv(10) == b""  # shut down: the client sees the end
+            with pytest.raises(BrokenPipeError):
+                server_end.send(b"x")  # and the server's next write fails quietly (EPIPE)
+        else:
+            with pytest.raises(TimeoutError):
+                client_end.recv(10)  # still open
+    readers[1].close()  # a closed reader is no longer watched, however long ago it wrote
+    readers[1].writing_since = now - 100
+    watch.check(now)
+    assert watch.dropped == 1
+    for server_end, client_end in pairs:
+        server_end.close()
+        client_end.close()
