@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from provider_kit import KEY, make_provider
 
-from flask_ai_sse.providers._http import HTTPProvider
+from flask_ai_sse.providers.http import HTTPProvider
 from flask_ai_sse.testing.upstream import FORMATS, MockUpstream
 
 

@@ -14,7 +14,7 @@ from flask_ai_sse.providers import (
     build_provider,
     create_provider,
 )
-from flask_ai_sse.providers._http import HTTPProvider, with_options
+from flask_ai_sse.providers.http import HTTPProvider, with_options
 from flask_ai_sse.testing.upstream import MockReply, MockUpstream
 
 PRESETS = {
@@ -176,7 +176,7 @@ def test_all_failing_raises_the_last_error(
 
 
 def test_upstream_error_message_shapes() -> None:
-    from flask_ai_sse.providers._http import upstream_message
+    from flask_ai_sse.providers._transport import upstream_message
 
     assert upstream_message(b'{"error": {"message": "m1", "type": "t"}}') == "m1"
     assert upstream_message(b'{"type": "error", "error": {"type": "overloaded_error"}}') == (

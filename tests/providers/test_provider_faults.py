@@ -18,7 +18,8 @@ from flask_ai_sse.errors import (
     ProviderStatusError,
     ProviderTimeout,
 )
-from flask_ai_sse.providers._http import HTTPProvider, parse_retry_after
+from flask_ai_sse.providers._transport import parse_retry_after
+from flask_ai_sse.providers.http import HTTPProvider
 from flask_ai_sse.testing.upstream import MockReply, MockUpstream
 
 # -- before the first byte: statuses and retries ------------------------------------------
