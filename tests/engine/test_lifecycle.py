@@ -18,7 +18,7 @@ from flask_ai_sse.sse import Comment, SSEDecoder
 from flask_ai_sse.testing import collect
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
 
-from ..conftest import open_stream
+from ..helpers import open_stream
 
 pytestmark = pytest.mark.server
 

@@ -14,7 +14,7 @@ import requests
 
 from flask_ai_sse.testing import StreamResult, collect
 
-from ..conftest import open_stream, require_redis
+from ..helpers import open_stream, require_redis
 from .redis_kit import TcpProxy, events, refused_port
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]

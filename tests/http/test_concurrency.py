@@ -15,7 +15,7 @@ from flask_ai_sse.guards import _slots_url
 from flask_ai_sse.slots import MemorySlots, RedisSlots
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 
-from ..conftest import open_stream
+from ..helpers import open_stream
 from .sse_client import LiveStream, call
 
 KEY = "addr:127.0.0.1"  # the test client's address: no authorize hook here
@@ -31,14 +31,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def make_app(*script: FakeReply, **config: object) -> tuple[Flask, AISSE]:
-    app = Flask(__name__)
-    app.config.update(
-        AI_SSE_KEEPALIVE=5, AI_SSE_MAX_STREAMS_PER_KEY=1, AI_SSE_DISCONNECT_GRACE=0.05
-    )
-    app.config.update(config)
-    ai = AISSE(app, provider=FakeProvider(script=script or [FakeReply(text="hi", delay=0)]))
-    return app, ai
+#: One stream per key, and a short grace so that a disconnect frees its slot soon.
+CAPPED = {"AI_SSE_KEEPALIVE": 5, "AI_SSE_MAX_STREAMS_PER_KEY": 1, "AI_SSE_DISCONNECT_GRACE": 0.05}
+
+
+def scripted(*script: FakeReply) -> AISSE:
+    return AISSE(provider=FakeProvider(script=script or [FakeReply(text="hi", delay=0)]))
 
 
 def slots(app: Flask) -> MemorySlots:
@@ -54,8 +52,8 @@ def assert_capped(resp) -> None:
     assert int(resp.headers["Retry-After"]) >= 1
 
 
-def test_the_next_stream_waits_until_one_ends_by_cancel():
-    app, _ = make_app(LONG, FakeReply(text="second", delay=0))
+def test_the_next_stream_waits_until_one_ends_by_cancel(make_app):
+    app = make_app(scripted(LONG, FakeReply(text="second", delay=0)), **CAPPED)
     client = app.test_client()
     first = client.get("/ai/stream?prompt=a", buffered=False)
     assert first.status_code == 200
@@ -68,17 +66,20 @@ def test_the_next_stream_waits_until_one_ends_by_cancel():
     first.close()
 
 
-def test_done_frees_the_slot_before_the_client_sees_the_end():
+def test_done_frees_the_slot_before_the_client_sees_the_end(make_app):
     """A chat client sends its next message as soon as it reads [DONE]: no 429 for that."""
-    app, _ = make_app()
+    app = make_app(scripted(), **CAPPED)
     client = app.test_client()
     for _ in range(3):
         assert collect(client.get("/ai/stream?prompt=x")).ended
         assert slots(app).count(KEY) == 0
 
 
-def test_an_error_mid_stream_frees_the_slot():
-    app, _ = make_app(FakeReply(text="a b c", fail_after=1, delay=0), FakeReply(text="ok", delay=0))
+def test_an_error_mid_stream_frees_the_slot(make_app):
+    app = make_app(
+        scripted(FakeReply(text="a b c", fail_after=1, delay=0), FakeReply(text="ok", delay=0)),
+        **CAPPED,
+    )
     client = app.test_client()
     result = collect(client.get("/ai/stream?prompt=x"))
     assert result.terminal is not None and result.terminal.event == "error"
@@ -86,8 +87,8 @@ def test_an_error_mid_stream_frees_the_slot():
     assert collect(client.get("/ai/stream?prompt=y")).text == "ok"
 
 
-def test_a_disconnect_frees_the_slot_after_the_grace():
-    app, _ = make_app(LONG)
+def test_a_disconnect_frees_the_slot_after_the_grace(make_app):
+    app = make_app(scripted(LONG), **CAPPED)
     client = app.test_client()
     resp = client.get("/ai/stream?prompt=x", buffered=False)
     next(iter(resp.response))
@@ -96,8 +97,11 @@ def test_a_disconnect_frees_the_slot_after_the_grace():
     wait_until(lambda: slots(app).count(KEY) == 0)
 
 
-def test_failures_before_a_stream_starts_never_hold_a_slot():
-    app, _ = make_app(FakeReply(fail_before=ProviderError("down")), FakeReply(text="ok", delay=0))
+def test_failures_before_a_stream_starts_never_hold_a_slot(make_app):
+    app = make_app(
+        scripted(FakeReply(fail_before=ProviderError("down")), FakeReply(text="ok", delay=0)),
+        **CAPPED,
+    )
     client = app.test_client()
     assert client.get("/ai/stream?prompt=x").status_code == 502
     assert client.post("/ai/stream", json={"prompt": 3}).status_code == 400
@@ -105,8 +109,9 @@ def test_failures_before_a_stream_starts_never_hold_a_slot():
     assert slots(app).count(KEY) == 0
 
 
-def test_keys_are_counted_apart_and_the_default_is_off():
-    app, ai = make_app(LONG, FakeReply(text="ok", delay=0))
+def test_keys_are_counted_apart_and_the_default_is_off(make_app):
+    ai = scripted(LONG, FakeReply(text="ok", delay=0))
+    app = make_app(ai, **CAPPED)
     ai.authorize(lambda: __import__("flask").request.headers.get("X-User"))
     client = app.test_client()
     held = client.get("/ai/stream?prompt=x", headers={"X-User": "alice"}, buffered=False)
@@ -114,19 +119,18 @@ def test_keys_are_counted_apart_and_the_default_is_off():
     assert client.get("/ai/stream?prompt=x", headers={"X-User": "bob"}).status_code == 200
     assert_capped(client.get("/ai/stream?prompt=x", headers={"X-User": "alice"}))
     held.close()
-    off = Flask(__name__)
-    AISSE(off)
+    off = make_app()
     assert off.extensions["ai_sse"].guards.slots is None
 
 
-def test_slot_storage_follows_the_stream_store_unless_named():
+def test_slot_storage_follows_the_stream_store_unless_named(make_app):
     base = {"AI_SSE_STORE": "memory", "AI_SSE_MAX_STREAMS_STORAGE": None}
     assert _slots_url(base) == "memory"
     assert _slots_url({**base, "AI_SSE_STORE": "redis://h/1"}) == "redis://h/1"
     assert _slots_url({**base, "AI_SSE_MAX_STREAMS_STORAGE": "redis://x/2"}) == "redis://x/2"
     for bad in ({"AI_SSE_MAX_STREAMS_PER_KEY": -1}, {"AI_SSE_MAX_STREAMS_STORAGE": "mongo://"}):
         with pytest.raises(ConfigurationError):
-            make_app(**bad)
+            make_app(scripted(), **{**CAPPED, **bad})
 
 
 @pytest.mark.redis

@@ -14,7 +14,7 @@ import pytest
 
 from tests.apps.persist_app import create_app
 
-from ..conftest import require_postgres
+from ..helpers import require_postgres
 
 
 @pytest.fixture(

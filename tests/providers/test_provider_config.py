@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from provider_kit import KEY, fold, make_provider, request_for
 
 from flask_ai_sse.errors import ConfigurationError, ProviderStatusError
 from flask_ai_sse.providers import (
@@ -16,6 +15,8 @@ from flask_ai_sse.providers import (
 )
 from flask_ai_sse.providers.http import HTTPProvider, with_options
 from flask_ai_sse.testing.upstream import MockReply, MockUpstream
+
+from .provider_kit import KEY, fold, make_provider, request_for
 
 PRESETS = {
     # name: (base URL, key variable or None when no key is needed)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-from provider_kit import KEY, Reader, make_provider, request_for
 
 from flask_ai_sse.chunks import Chunk
 from flask_ai_sse.errors import (
@@ -21,6 +20,8 @@ from flask_ai_sse.errors import (
 from flask_ai_sse.providers._transport import parse_retry_after
 from flask_ai_sse.providers.http import HTTPProvider
 from flask_ai_sse.testing.upstream import MockReply, MockUpstream
+
+from .provider_kit import KEY, Reader, make_provider, request_for
 
 # -- before the first byte: statuses and retries ------------------------------------------
 

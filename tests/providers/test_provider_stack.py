@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import requests
-from provider_kit import KEY
 
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from flask_ai_sse.testing import collect
 from flask_ai_sse.testing.upstream import FORMATS, MockReply, MockUpstream
+
+from .provider_kit import KEY
 
 pytestmark = pytest.mark.server
 
