@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import requests
 from flask import Flask
 
 from flask_ai_sse import AISSE
+from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -153,6 +155,31 @@ def make_app(ai: AISSE | None = None, /, **config: Any) -> Flask:
     app.config.update({"AI_SSE_FAKE_DELAY": 0.0, **config})
     (ai if ai is not None else AISSE()).init_app(app)
     return app
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy and return its value; fail after ``timeout`` seconds.
+
+    The default is generous on purpose: it only stops a hang on a loaded machine, it
+    measures nothing.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)  # polling, not an assertion
+
+
+def events(resp: requests.Response) -> Iterator[ServerSentEvent]:
+    """The events of a live SSE response as they arrive (comments skipped)."""
+    decoder = SSEDecoder()
+    for chunk in resp.iter_content(chunk_size=None):
+        for item in decoder.feed(chunk):
+            if isinstance(item, ServerSentEvent):
+                yield item
 
 
 def require_redis() -> str:

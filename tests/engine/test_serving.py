@@ -1,4 +1,4 @@
-"""Serving (issue 4, item 8): start-up warnings about what breaks streaming, graceful reload."""
+"""Serving: start-up warnings about what breaks streaming, graceful reload."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from flask_ai_sse import AISSE
 from flask_ai_sse.engine import MemoryStore
 from flask_ai_sse.testing import StreamResult, collect
 
-from ..helpers import open_stream
-from .redis_kit import events, wait_until
+from ..helpers import events, open_stream, wait_until
 
 GUNICORN = {"SERVER_SOFTWARE": "gunicorn/27.0.1"}
 
@@ -68,7 +67,7 @@ def test_gunicorn_gthread_worker_warns(caplog, make_app):
     found: list[list[str]] = []
     thread = threading.Thread(target=lambda: found.append(warnings_of(caplog, app, GUNICORN)))
     thread.start()
-    thread.join(10)
+    thread.join(10)  # one in-process request: milliseconds; 10 s only stops a hang
     [[message]] = found
     assert "threads" in message and "--threads" in message
 

@@ -1,4 +1,8 @@
-"""The engine's parts in-process: store, reader, sentence mode, flush, watchdog."""
+"""The engine's parts in-process: store, reader, sentence mode, flush, watchdog.
+
+Waits such as ``gen.done.wait(5)`` only stop a hang: what they wait for takes
+milliseconds, so their bounds hold with a wide margin on a loaded machine.
+"""
 
 from __future__ import annotations
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -15,20 +13,11 @@ from flask_ai_sse.guards import _slots_url
 from flask_ai_sse.slots import MemorySlots, RedisSlots
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 
-from ..helpers import open_stream
+from ..helpers import open_stream, wait_until
 from .sse_client import LiveStream, call
 
 KEY = "addr:127.0.0.1"  # the test client's address: no authorize hook here
 LONG = FakeReply(text="word " * 400, delay=0.02)  # about 8 s unless stopped
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll for a state the code reaches asynchronously (the generation's end)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 #: One stream per key, and a short grace so that a disconnect frees its slot soon.
@@ -149,7 +138,7 @@ def test_redis_slots_are_atomic_and_leased(redis_url):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(5)
+        t.join(5)  # a few Redis round trips each; 5 s only stops a hang
     assert len(taken) == 3 and one.count("k") == 3
     for slot in taken:
         slot.release()  # type: ignore[attr-defined]
@@ -157,7 +146,7 @@ def test_redis_slots_are_atomic_and_leased(redis_url):
     assert two.count("k") == 0
     short = RedisSlots(redis_url, 1, lease=1)  # a worker that died: its lease runs out
     assert short.take("dead") is not None and short.take("dead") is None
-    wait_until(lambda: short.take("dead") is not None, timeout=3)
+    wait_until(lambda: short.take("dead") is not None, timeout=3)  # the lease is 1 s: 3x that
     for slots in (one, two, short):
         slots.close()
 

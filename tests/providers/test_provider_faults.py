@@ -1,4 +1,8 @@
-"""Faults before and during the stream become the right typed errors; aborts close sockets."""
+"""Faults before and during the stream become the right typed errors; aborts close sockets.
+
+Waits (``reader.done.wait(5)``, ``wait_for_open_streams``) end as soon as the state is
+reached; their bounds are far above the milliseconds an abort or a close takes.
+"""
 
 from __future__ import annotations
 
@@ -263,6 +267,8 @@ def test_abort_from_another_thread_closes_the_upstream_socket(mock: MockUpstream
     started = time.monotonic()
     stream.abort()  # the reader is blocked in a socket read: the stall lasts 30 s
     assert reader.done.wait(5)
+    # The stall lasts 30 s and the read timeout is 30 s: under 2 s only the abort can explain,
+    # and an abort takes milliseconds, so the bound is generous even on a loaded machine.
     assert time.monotonic() - started < 2
     assert reader.error is None  # stops quietly
     assert [c.text for c in reader.chunks if c.kind == "text"] == ["a ", "b "]
