@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.apps.persist_app import create_app
-
+from ..apps.persist_app import create_app
 from ..helpers import require_postgres
 
 
