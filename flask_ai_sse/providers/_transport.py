@@ -28,7 +28,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from .. import __version__
+from .._version import __version__
 from ..errors import (
     ProviderConnectionError,
     ProviderError,

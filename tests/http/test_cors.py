@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from flask_ai_sse.cors import CorsPolicy
+from flask_ai_sse._cors import CorsPolicy
 from flask_ai_sse.errors import ConfigurationError
 
 from .sse_client import call
