@@ -231,6 +231,11 @@ class AISSE:
 
     # -- the Python API ---------------------------------------------------------
 
+    @staticmethod
+    def _validate(state: AppState, **fields: Any) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's."""
+        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
+
     def ask_stream(
         self,
         prompt: str | None = None,
@@ -255,7 +260,8 @@ class AISSE:
         conversation_id = None
         if conversation is not None:
             conversation_id = str(getattr(conversation, "id", conversation))
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -264,8 +270,6 @@ class AISSE:
             max_tokens=max_tokens,
             conversation_id=conversation_id,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return self.serve(request, state=state)
 
@@ -371,7 +375,8 @@ class AISSE:
         (Not to be confused with ``ai.task()...stream()``, which returns a Response.)
         """
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -379,8 +384,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return ChunkIterator(state.provider.open(request))
 
@@ -397,7 +400,8 @@ class AISSE:
     ) -> Answer:
         """The whole answer, without streaming."""
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -405,8 +409,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return self.complete(request, state=state)
 
