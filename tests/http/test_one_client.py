@@ -3,8 +3,6 @@ limit, cross-site refusals, the ``GET /stream`` policy and required owners."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +15,12 @@ from flask_ai_sse._slots import MemorySlots
 from flask_ai_sse.errors import ConfigurationError
 from flask_ai_sse.testing import FakeProvider, FakeReply
 
-from ..conftest import open_stream
+from ..helpers import make_app, open_stream, wait_until
 from .sse_client import LiveStream, call
 
 APP = "tests.apps.hardening_app:create_app()"
 LONG = "word " * 500  # 10 s of tokens at 20 ms unless stopped
 FOREIGN = "https://evil.example"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def assert_json_error(resp: Any, status: int, kind: str) -> None:
@@ -123,25 +113,18 @@ def test_the_cap_is_counted_in_redis_across_processes(gunicorn_server, redis_url
 
 
 def test_the_cap_is_on_by_default_and_can_be_turned_off():
-    app = Flask(__name__)
-    AISSE(app)
-    connections = app.extensions["ai_sse"].guards.connections
+    connections = make_app().extensions["ai_sse"].guards.connections
     assert isinstance(connections, MemorySlots) and connections.limit == 32
-    app = Flask(__name__)
-    app.config["AI_SSE_MAX_CONNECTIONS_PER_KEY"] = None
-    AISSE(app)
+    app = make_app(AI_SSE_MAX_CONNECTIONS_PER_KEY=None)
     assert app.extensions["ai_sse"].guards.connections is None
-    app = Flask(__name__)
-    app.config["AI_SSE_MAX_CONNECTIONS_PER_KEY"] = 0
     with pytest.raises(ConfigurationError, match="AI_SSE_MAX_CONNECTIONS_PER_KEY"):
-        AISSE(app)
+        make_app(AI_SSE_MAX_CONNECTIONS_PER_KEY=0)
 
 
 def test_a_connection_is_freed_when_its_answer_is_not_a_stream():
     """A 404 attach holds nothing; a served stream holds its place until its body closes."""
-    app = Flask(__name__)
-    app.config.update(AI_SSE_MAX_CONNECTIONS_PER_KEY=1, AI_SSE_KEEPALIVE=5)
-    AISSE(app, provider=FakeProvider(script=[FakeReply(text="hi", delay=0)]))
+    ai = AISSE(provider=FakeProvider(script=[FakeReply(text="hi", delay=0)]))
+    app = make_app(ai, AI_SSE_MAX_CONNECTIONS_PER_KEY=1, AI_SSE_KEEPALIVE=5)
     client = app.test_client()
     connections = app.extensions["ai_sse"].guards.connections
     for _ in range(3):
@@ -185,10 +168,8 @@ def test_attach_is_rate_limited_but_a_reconnect_to_its_stream_is_free(gunicorn_s
 
 
 def csrf_app(**config: Any) -> Flask:
-    app = Flask(__name__)
-    app.config.update(AI_SSE_KEEPALIVE=5, **config)
-    AISSE(app, provider=FakeProvider(script=[FakeReply(text="hi", delay=0)]))
-    return app
+    ai = AISSE(provider=FakeProvider(script=[FakeReply(text="hi", delay=0)]))
+    return make_app(ai, AI_SSE_KEEPALIVE=5, **config)
 
 
 FORM_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", None]
@@ -229,7 +210,7 @@ def test_a_wildcard_cors_policy_vouches_for_no_form_post():
 
 
 def test_conversation_routes_refuse_cross_site_posts(tmp_path: Path):
-    from tests.apps.persist_app import create_app
+    from ..apps.persist_app import create_app
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}"})
     with app.app_context():
@@ -293,10 +274,8 @@ def test_get_stream_policies(gunicorn_server):
 
 
 def test_allow_get_stream_is_checked_at_start_up():
-    app = Flask(__name__)
-    app.config["AI_SSE_ALLOW_GET_STREAM"] = "same-site"
     with pytest.raises(ConfigurationError, match="AI_SSE_ALLOW_GET_STREAM"):
-        AISSE(app)
+        make_app(AI_SSE_ALLOW_GET_STREAM="same-site")
 
 
 # -- anonymous callers refused by one key ------------------------------------------------

@@ -6,27 +6,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
 
 import pytest
 
 from flask_ai_sse.engine.reader import StreamReader
 from flask_ai_sse.engine.redis_store import RedisStore
 
+from ..helpers import wait_until
+
 APP = "tests.apps.hardening_app:create_app()"
 # 1500 chunks of 4 KB, 20 ms apart: 30 s of answer, 200 KB/s, far more than the socket
 # buffers between a server and a client that reads nothing.
 BIG_REPLY = [1500, 4096, 0.02]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> float:
-    """Poll a state the server reaches by itself; returns the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def server_side_inode(server_port: int, client_port: int) -> int | None:
@@ -94,7 +85,9 @@ def test_a_client_that_stops_reading_is_dropped(gunicorn_server, redis_url):
         assert (server_side_inode(server.port, client_port) or 0) > 0
         # The server's writes block once the buffers are full; a second later the
         # connection is shut and closed on the server, and the reader detaches...
-        dropped_after = wait_until(lambda: store.listeners(stream_id) == 0, timeout=25)
+        stalled_at = time.monotonic()
+        wait_until(lambda: store.listeners(stream_id) == 0, timeout=25, what="the drop")
+        dropped_after = time.monotonic() - stalled_at
         wait_until(lambda: server_side_inode(server.port, client_port) in (0, None), timeout=5)
         # ...so the generation is orphaned, and cancelled when its grace is over: long
         # before its 30 s of answer would have ended.
