@@ -30,6 +30,8 @@ SERVER_CONFIG = {
     "AI_SSE_PERSIST_INTERVAL": 0.1,
     "AI_SSE_DISCONNECT_GRACE": 0.3,
     "AI_SSE_KEEPALIVE": 1,
+    # One owner opens 200 streams at once below: far over the per-key connection cap.
+    "AI_SSE_MAX_CONNECTIONS_PER_KEY": None,
 }
 
 

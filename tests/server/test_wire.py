@@ -109,8 +109,10 @@ def test_malformed_and_missing_bodies(server):
     assert (bad.status_code, bad.json()["error"]["type"]) == (400, "invalid_json")
     empty = open_stream(url, method="POST", headers={"Content-Type": "application/json"})
     assert (empty.status_code, empty.json()["error"]["type"]) == (400, "missing_body")
-    form = open_stream(url, method="POST", data={"prompt": "x"})
-    assert (form.status_code, form.json()["error"]["type"]) == (415, "unsupported_media_type")
+    form = open_stream(url, method="POST", data={"prompt": "x"})  # a form another site could post
+    assert (form.status_code, form.json()["error"]["type"]) == (403, "cross_site_request")
+    own = open_stream(url, method="POST", data={"prompt": "x"}, headers={"Origin": server.url})
+    assert (own.status_code, own.json()["error"]["type"]) == (415, "unsupported_media_type")
     huge = open_stream(
         url,
         method="POST",
