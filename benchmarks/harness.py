@@ -96,6 +96,8 @@ def start_relay(target: str, mock_port: int, log_dir: Path) -> tuple[procs.Proc,
             "AI_SSE_BASE_URL": upstream,
             "AI_SSE_STORE": "memory",
             "APP_AI_SSE_API_KEY": json.dumps(API_KEY),
+            # Every stream comes from one address here: lift the per-key connection cap.
+            "APP_AI_SSE_MAX_CONNECTIONS_PER_KEY": "null",
             # The example app wants a database; the streams here never touch it.
             "DATABASE_URL": f"sqlite:///{log_dir / 'example.db'}",
         }
