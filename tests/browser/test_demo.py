@@ -9,11 +9,8 @@ once.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ import requests
 
 from flask_ai_sse.providers.fake import DEFAULT_TEMPLATE
 
-from ..helpers import free_port, need_service
+from ..helpers import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -107,36 +104,6 @@ def demo(module_gunicorn, tmp_path_factory):
         extra_args=["--chdir", "examples/chat"],
         env={"DATABASE_URL": f"sqlite:///{db}"},
     )
-
-
-@pytest.fixture(scope="module")
-def browser(chromium, tmp_path_factory) -> Iterator[object]:
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager go online
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    driver_path = shutil.which("chromedriver")
-    if driver_path is None:
-        need_service("chromedriver", "install Debian's 'chromium-driver' package")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
 
 
 def ask_in_page(browser, url: str) -> tuple[str, str]:
