@@ -129,6 +129,10 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         code = error.code or 500
         kind = (error.name or "error").lower().replace(" ", "_")
         body = {"error": {"type": kind, "message": error.description or error.name}}
-        return jsonify(body), code
+        response = jsonify(body)
+        for name, value in error.get_headers():  # Allow of a 405, WWW-Authenticate of a 401
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, code
 
     return bp

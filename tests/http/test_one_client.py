@@ -270,6 +270,7 @@ def test_get_stream_policies(gunicorn_server):
     for headers in ({}, {"Last-Event-ID": "abc:1"}):
         resp = call("GET", f"{off.url}/ai/stream?prompt=x", headers=headers)
         assert_json_error(resp, 405, "method_not_allowed")
+        assert resp.headers["Allow"] == "POST"
     assert call("POST", f"{off.url}/ai/stream", json={"prompt": "x"}).status_code == 200
 
 
