@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from ._protocol_routes import add_protocol_routes, requested_protocol
 from .context import requested_event_id
 from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from .guards import guard_view, install_cors
@@ -61,17 +62,21 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
     @route("/stream", ["POST"], spends=True, resumable=True)
     def stream_post() -> Response:
         limits = ai.state().limits
-        return ai.serve(validate_body(read_json_body(limits), limits))
+        return ai.serve(
+            validate_body(read_json_body(limits), limits), protocol=requested_protocol()
+        )
 
     @route("/stream", ["GET"], spends=True, resumable=True)
     def stream_get() -> Response:
-        return ai.serve(validate_query(request.args, ai.state().limits))
+        return ai.serve(
+            validate_query(request.args, ai.state().limits), protocol=requested_protocol()
+        )
 
     @route("/streams/<stream_id>", ["GET"])
     def stream_attach(stream_id: str) -> Response:
         parsed = requested_event_id()
         after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0
-        return ai.attach(stream_id, after)
+        return ai.attach(stream_id, after, protocol=requested_protocol())
 
     @route("/streams/<stream_id>/cancel", ["POST"])
     def stream_cancel(stream_id: str) -> tuple[Response, int]:
@@ -83,6 +88,8 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
     def ask() -> Response:
         limits = ai.state().limits
         return jsonify(ai.complete(validate_body(read_json_body(limits), limits)).to_dict())
+
+    add_protocol_routes(route, ai)
 
     if ai.db is not None:
         from .persistence.routes import add_conversation_routes

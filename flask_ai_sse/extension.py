@@ -25,6 +25,7 @@ from .engine.custom import CustomStream
 from .engine.reader import StreamReader
 from .errors import AISSEError, ConfigurationError
 from .guards import Guards
+from .protocols import PROTOCOLS
 from .providers import Provider, ProviderConfig, build_provider
 from .providers.base import ChunkStream
 from .sse import encode, encode_comment
@@ -156,6 +157,7 @@ class AISSE:
                 " Import and use that instance instead."
             )
         config = {key: _setting(app, key, self._overrides.get(key)) for key in C.DEFAULTS}
+        _choice(C.PROTOCOL, config[C.PROTOCOL], tuple(PROTOCOLS))
         provider = self._provider_instance or build_provider(
             _provider_config(config), [_provider_config(config, f) for f in config[C.FALLBACKS]]
         )
@@ -287,9 +289,12 @@ class AISSE:
         temperature: float | None = None,
         max_tokens: int | None = None,
         conversation: Any = None,
+        protocol: str | None = None,
         **options: Any,
     ) -> Response:
         """Stream an answer as an SSE response (see CONTRACT.md for the wire format).
+
+        ``protocol``: ``default``, ``vercel`` or ``openai`` (default: ``AI_SSE_PROTOCOL``).
 
         A request carrying a ``Last-Event-ID`` of a live stream (a browser
         ``EventSource`` reconnecting) resumes that stream instead of starting a
@@ -301,7 +306,7 @@ class AISSE:
         params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
         if conversation is not None:
             params.conversation_id = str(getattr(conversation, "id", conversation))
-        return self.serve(params, options=options, state=state)
+        return self.serve(params, options=options, state=state, protocol=protocol)
 
     def serve(
         self,
@@ -310,16 +315,36 @@ class AISSE:
         options: dict[str, Any] | None = None,
         owner: str | None = None,
         state: AppState | None = None,
+        protocol: str | None = None,
+        protocol_options: dict[str, Any] | None = None,
     ) -> Response:
         """Resume the stream the request's ``Last-Event-ID`` names, or start a new one."""
         state = state or self.state()
-        resumed = self._resume_from_request(state)
+        protocol = protocol or state.config[C.PROTOCOL]
+        resumed = self._resume_from_request(state, protocol, protocol_options)
         if resumed is not None:
             return resumed
         if owner is None:
             owner = self.current_owner()
         generation = self.start_generation(params, options=options, owner=owner, state=state)
-        return self.sse_response(state.engine.reader(generation.stream_id, owner=owner))
+        return self.protocol_response(
+            state, generation.stream_id, 0, owner, protocol, protocol_options
+        )
+
+    def protocol_response(
+        self,
+        state: AppState,
+        stream_id: str,
+        after: int,
+        owner: str | None,
+        protocol: str,
+        options: dict[str, Any] | None = None,
+    ) -> Response:
+        """A reader of ``stream_id`` after ``after``, in ``protocol``, as a response."""
+        reader = state.engine.reader(
+            stream_id, after, owner=owner, protocol=protocol, options=options
+        )
+        return self.sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def start_generation(
         self,
@@ -328,6 +353,7 @@ class AISSE:
         options: dict[str, Any] | None = None,
         owner: str | None = None,
         state: AppState | None = None,
+        observers: Sequence[Observer] = (),
     ) -> Generation:
         """Open the upstream request (status known on return) and start producing.
 
@@ -344,10 +370,17 @@ class AISSE:
                 stream_id=turn.stream_id,
                 start=turn.start,
                 meta={"owner": owner},
-                observers=[*state.observers, *turn.observers],
+                observers=[*state.observers, *turn.observers, *observers],
             )
 
-    def attach(self, stream_id: str, after: int = 0) -> Response:
+    def attach(
+        self,
+        stream_id: str,
+        after: int = 0,
+        *,
+        protocol: str | None = None,
+        protocol_options: dict[str, Any] | None = None,
+    ) -> Response:
         """Follow a running or recently finished stream, replaying events after ``after``.
 
         Only the stream's owner (see :meth:`authorize`) may; others get a 404.
@@ -355,21 +388,24 @@ class AISSE:
         state = self.state()
         # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
         owner = self.current_owner()
-        return self.sse_response(state.engine.reader(stream_id, after, owner=owner))
+        protocol = protocol or state.config[C.PROTOCOL]
+        return self.protocol_response(state, stream_id, after, owner, protocol, protocol_options)
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""
         owner = self.current_owner()  # before the lookup, as in attach()
         return self.state().engine.cancel(stream_id, owner=owner)
 
-    def _resume_from_request(self, state: AppState) -> Response | None:
+    def _resume_from_request(
+        self, state: AppState, protocol: str, options: dict[str, Any] | None
+    ) -> Response | None:
         if not has_request_context():
             return None
         parsed = requested_event_id()
         if parsed is None:
             return None
         # A reconnect to a stream that is gone is a 404: no second generation behind its back.
-        return self.attach(*parsed)
+        return self.attach(*parsed, protocol=protocol, protocol_options=options)
 
     def stream(
         self,
