@@ -1,0 +1,28 @@
+"""The browser client's Node tests (tests/js/client.test.mjs) against a real gunicorn server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from .test_sdks import JS, node
+
+pytestmark = pytest.mark.server
+
+
+def test_client_js_in_node(module_gunicorn):
+    server = module_gunicorn(
+        {"AI_SSE_FAKE_DELAY": 0.01, "AI_SSE_KEEPALIVE": 0.5, "AI_SSE_DISCONNECT_GRACE": 5}
+    )
+    done = subprocess.run(
+        [node(), "--test", "--test-reporter=tap", "client.test.mjs"],
+        cwd=JS,
+        env={**os.environ, "AI_SSE_URL": server.url},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# skipped 0" in done.stdout and "# fail 0" in done.stdout
