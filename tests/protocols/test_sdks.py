@@ -190,7 +190,7 @@ def test_openai_sdk_sees_a_mid_stream_failure_as_an_api_error(module_gunicorn):
         model="fake-1", messages=[{"role": "user", "content": "hi"}], stream=True
     )
     got = []
-    with pytest.raises(openai.APIError, match="(?i)time"):
+    with pytest.raises(openai.APIError, match=r"(?i)time"):
         for chunk in stream:
             got.append(chunk)
     assert len(got) > 2 and got[0].choices[0].delta.role == "assistant"
