@@ -29,10 +29,14 @@ EXPECTED = DEFAULT_TEMPLATE.format(prompt=PROMPT)
 
 
 class CuttingProxy:
-    """Forwards loopback TCP; the first response to ``GET /ai/stream?`` is cut after N bytes."""
+    """Forwards loopback TCP; the first response to ``trigger`` (a request's first bytes,
+    ``GET /ai/stream?`` by default) is cut after N bytes."""
 
-    def __init__(self, target_port: int, cut_after: int) -> None:
+    def __init__(
+        self, target_port: int, cut_after: int, trigger: bytes = b"GET /ai/stream?"
+    ) -> None:
         self.target_port = target_port
+        self.trigger = trigger
         self.cut_after = cut_after
         self.cuts = 0
         self.stream_requests = 0
@@ -62,7 +66,7 @@ class CuttingProxy:
         def requests_in() -> None:
             try:
                 while data := client.recv(65536):
-                    if data.startswith(b"GET /ai/stream?"):
+                    if data.startswith(self.trigger):
                         self.stream_requests += 1
                         if self.cuts == 0:
                             self.cuts += 1
