@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, jsonify, request
 
-from .context import requested_event_id
+from ._request import read_json_body, requested_event_id
+from ._validation import MAX_ID_CHARS, Limits, validate
+from .chunks import ChatRequest
 from .errors import AISSEError, NotFound, ValidationError
 from .protocols import PROTOCOLS
 from .protocols.openai import completion, error_body
-from .validation import MAX_ID_CHARS, AskParams, Limits, validate
 
 if TYPE_CHECKING:
-    from .engine import Generation, StreamStore
+    from .engine import Generation, Observer, StreamStore
     from .extension import AISSE
 
 __all__ = ["add_protocol_routes", "requested_protocol"]
@@ -81,7 +82,7 @@ def _ui_text(message: Mapping[str, Any], index: int) -> str:
     return "".join(texts)
 
 
-def chat_params(body: Any, limits: Limits) -> tuple[str, AskParams]:
+def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, ChatRequest]:
     """``(chat id, parameters)`` from a ``DefaultChatTransport`` body.
 
     Besides ``id`` and ``messages``, the fields of ``POST /stream`` (``system``,
@@ -113,6 +114,7 @@ def chat_params(body: Any, limits: Limits) -> tuple[str, AskParams]:
         temperature=body.get("temperature"),
         max_tokens=body.get("max_tokens"),
         limits=limits,
+        default_model=default_model,
         restrict_model=True,
     )
     return chat_id, params
@@ -187,7 +189,9 @@ def _openai_content(content: Any, index: int) -> Any:
     return "".join(texts)
 
 
-def completion_params(body: Any, limits: Limits) -> tuple[AskParams, bool, bool]:
+def completion_params(
+    body: Any, limits: Limits, default_model: str
+) -> tuple[ChatRequest, bool, bool]:
     """``(parameters, stream, include_usage)`` from a Chat Completions request body."""
     if not isinstance(body, Mapping):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
@@ -227,6 +231,7 @@ def completion_params(body: Any, limits: Limits) -> tuple[AskParams, bool, bool]
         temperature=body.get("temperature"),
         max_tokens=max_tokens,
         limits=limits,
+        default_model=default_model,
         restrict_model=True,
     )
     return params, stream, bool(options.get("include_usage"))
@@ -245,16 +250,18 @@ def openai_error(error: AISSEError) -> Response:
 
 def add_protocol_routes(route: Route, ai: AISSE) -> None:
     """Add the front-end routes to a blueprint through its ``route`` helper."""
-    from .blueprint import read_json_body
 
     @route("/chat", ["POST"], spends=True)
-    def chat() -> Response:
+    def chat(observers: Sequence[Observer]) -> Response:
         state = ai.state()
-        chat_id, params = chat_params(read_json_body(state.limits), state.limits)
+        limits = state.settings.limits
+        chat_id, params = chat_params(read_json_body(limits), limits, state.provider.model)
         owner = ai.current_owner()
         pointer = ChatPointer(state.engine.store, _pointer_id(owner, chat_id), owner)
-        generation = ai.start_generation(params, owner=owner, state=state, observers=[pointer])
-        return ai.protocol_response(state, generation.stream_id, 0, owner, "vercel")
+        generation = ai.start_generation(
+            params, owner=owner, state=state, observers=[*observers, pointer]
+        )
+        return ai.follow_response(generation, "vercel", state=state)
 
     @route("/chat/<chat_id>/stream", ["GET"])
     def chat_resume(chat_id: str) -> Response:
@@ -268,16 +275,17 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         # The AI SDK replays a resumed stream from its start; Last-Event-ID continues it.
         after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0
         try:
-            return ai.protocol_response(state, stream_id, after, owner, "vercel")
+            return ai.attach(stream_id, after, protocol="vercel")
         except NotFound:  # the stream expired before its pointer did
             return Response(status=204)
 
     @route("/v1/chat/completions", ["POST"], spends=True)
-    def chat_completions() -> Response:
+    def chat_completions(observers: Sequence[Observer]) -> Response:
         state = ai.state()
+        limits = state.settings.limits
         try:
             params, stream, include_usage = completion_params(
-                read_json_body(state.limits), state.limits
+                read_json_body(limits), limits, state.provider.model
             )
             if not stream:
                 answer = ai.complete(params, state=state)
@@ -293,15 +301,11 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
                         reasoning=answer.reasoning,
                     )
                 )
-            owner = ai.current_owner()
-            generation = ai.start_generation(params, owner=owner, state=state)
-            return ai.protocol_response(
-                state,
-                generation.stream_id,
-                0,
-                owner,
-                "openai",
-                {"include_usage": include_usage},
+            generation = ai.start_generation(
+                params, owner=ai.current_owner(), state=state, observers=observers
+            )
+            return ai.follow_response(
+                generation, "openai", {"include_usage": include_usage}, state=state
             )
         except AISSEError as exc:
             return openai_error(exc)
