@@ -279,3 +279,14 @@ def test_client_js_is_served_as_a_module(app):
     assert (
         app.test_client().get("/ai/client.js", headers={"If-None-Match": etag}).status_code == 304
     )
+
+
+@pytest.mark.redis
+def test_chat_resume_with_a_redis_store(redis_url):
+    app = create_app(
+        {"AI_SSE_FAKE_RESPONSE": ANSWER, "AI_SSE_FAKE_DELAY": 0, "AI_SSE_STORE": redis_url}
+    )
+    client = app.test_client()
+    first = client.post("/ai/chat", json=ui_body("r1"), headers={"X-User": "ann"}).get_data()
+    assert client.get("/ai/chat/r1/stream", headers={"X-User": "ann"}).get_data() == first
+    assert client.get("/ai/chat/r1/stream", headers={"X-User": "bob"}).status_code == 204
