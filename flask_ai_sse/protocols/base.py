@@ -17,20 +17,21 @@ the ``data`` of the default protocol, so the default encoder only adds the
 protocol resumes with ``Last-Event-ID``; when one neutral event becomes several
 SSE events (``text-start`` + ``text-delta``), they share its id.
 
-Kinds and their data (the default protocol's, see CONTRACT.md):
+Kinds and their data (the default protocol's, see docs/wire.rst):
 
-==================  ==============================================================
-``start``           ``{"stream_id", "model", "provider", ...}``
-``text``            ``{"content": str}``
-``reasoning``       ``{"content": str}``
-``tool_call_delta`` ``{"id", "name", "arguments": str}``: a piece of a call's arguments
-``tool_call``       ``{"id", "name", "arguments": object}``: a complete call
-``tool_result``     ``{"id", "name", "result": any}`` or ``{"id", "name", "error": {...}}``
-``progress``        ``{"chunks", "characters", ...}``
-``done``            ``{"finish_reason", "usage", "model", ...}``
-``error``           ``{"error": {"type", "message"}}``
-``end``             no data: ``data: [DONE]`` in every protocol
-==================  ==============================================================
+===================  ===============================================================
+``start``            ``{"stream_id", "model", "provider", ...}``
+``text``             ``{"content": str}``
+``reasoning``        ``{"content": str}``
+``tool_call_delta``  ``{"id", "name", "arguments": str}`` (``index`` may replace ``id``
+                     after the first piece): a piece of a call's arguments
+``tool_call``        ``{"id", "name", "arguments": object}``: a complete call
+``tool_result``      ``{"id", "name", "result": any}`` or ``{"id", "name", "error": {...}}``
+``progress``         ``{"chunks", "characters", ...}``
+``done``             ``{"finish_reason", "usage", "model", ...}``
+``error``            ``{"error": {"type", "message"}}``
+``end``              no data: ``data: [DONE]`` in every protocol
+===================  ===============================================================
 """
 
 from __future__ import annotations

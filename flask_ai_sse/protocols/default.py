@@ -1,4 +1,4 @@
-"""The default protocol (CONTRACT.md "The wire format"): the stored data, framed.
+"""The default protocol (docs/wire.rst): the stored data, framed.
 
 The log already holds each event's ``data`` as the default protocol sends it, so
 encoding is byte concatenation: no JSON is parsed or built per reader.
