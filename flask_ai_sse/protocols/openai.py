@@ -106,6 +106,14 @@ class OpenAIEncoder(Encoder):
             out.extend(f"{head}{json_dumps(c)}\n\n".encode() for c in self._chunks(kind, data))
         return b"".join(out)
 
+    def skip(self, first_seq: int, entries: Sequence[bytes]) -> None:
+        """As :meth:`encode`, sending nothing: only the start (the model) and tool calls
+        (their indexes) leave state, so nothing else is parsed."""
+        for entry in entries:
+            kind = entry.partition(b"\n")[0]
+            if kind in (b"start", b"tool_call_delta", b"tool_call"):
+                self._chunks(*unpack(entry))
+
     def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": completion_id(self.stream_id),

@@ -43,6 +43,9 @@ FINISH_REASONS: Mapping[str, str] = {
 }
 
 
+_NO_TEXT: Mapping[str, str] = {"content": ""}
+
+
 class VercelEncoder(Encoder):
     """One reader's UI message stream: remembers the open part and step."""
 
@@ -69,6 +72,15 @@ class VercelEncoder(Encoder):
             head = f"id: {self._id}{seq}\ndata: "
             out.extend(f"{head}{json_dumps(c)}\n\n".encode() for c in self._chunks(seq, kind, data))
         return b"".join(out)
+
+    def skip(self, first_seq: int, entries: Sequence[bytes]) -> None:
+        """As :meth:`encode`, sending nothing; text needs no JSON parsed: only its kind counts."""
+        for seq, entry in enumerate(entries, first_seq):
+            kind, _, payload = entry.partition(b"\n")
+            if kind in (b"text", b"reasoning"):
+                self._chunks(seq, kind.decode(), _NO_TEXT)
+            elif payload:
+                self._chunks(seq, *unpack(entry))
 
     def _chunks(self, seq: int, kind: str, data: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
