@@ -80,6 +80,10 @@ class OpenAIEncoder(Encoder):
     ) -> None:
         super().__init__(stream_id, retry=retry, **options)
         self._id = _check_field("id", f"{stream_id}:")
+        self._bid = self._id.encode()
+        # A text chunk's bytes around its delta, known once the start named the model.
+        self._text_head = b""
+        self._text_tail = b""
         self._created = int(created)
         self._usage = bool(include_usage)
         self._model = ""
@@ -98,6 +102,13 @@ class OpenAIEncoder(Encoder):
     def encode(self, first_seq: int, entries: Sequence[bytes]) -> bytes:
         out: list[bytes] = []
         for seq, entry in enumerate(entries, first_seq):
+            if self._text_head and entry.startswith(b"text\n"):
+                # The hot path: the stored {"content": ...} is the delta, spliced in.
+                out.append(
+                    b"id: %s%d\ndata: %s%s%s"
+                    % (self._bid, seq, self._text_head, entry[5:], self._text_tail)
+                )
+                continue
             kind, data = unpack(entry)
             if kind == "end":
                 out.append(DONE)
@@ -129,6 +140,8 @@ class OpenAIEncoder(Encoder):
     def _chunks(self, kind: str, data: Any) -> list[dict[str, Any]]:
         if kind == "start":
             self._model = str(data.get("model") or "")
+            head, _, tail = json_dumps(self._chunk({"content": ""})).partition('{"content":""}')
+            self._text_head, self._text_tail = head.encode(), f"{tail}\n\n".encode()
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "text":
             return [self._chunk({"content": data["content"]})]

@@ -56,6 +56,8 @@ class VercelEncoder(Encoder):
     def __init__(self, stream_id: str, *, retry: int = 3000, **options: Any) -> None:
         super().__init__(stream_id, retry=retry, **options)
         self._id = _check_field("id", f"{stream_id}:")
+        self._bid = self._id.encode()
+        self._delta = b""  # '{"type":"text-delta","id":"<part>","delta":' of the open text part
         self._part: tuple[str, str] | None = None  # (text | reasoning, part id)
         self._step = False
         self._after_results = False
@@ -65,6 +67,18 @@ class VercelEncoder(Encoder):
     def encode(self, first_seq: int, entries: Sequence[bytes]) -> bytes:
         out: list[bytes] = []
         for seq, entry in enumerate(entries, first_seq):
+            text = _text_json(entry)
+            part = self._part
+            if (
+                text is not None
+                and part is not None
+                and part[0] == "text"
+                and not self._after_results
+            ):
+                # The hot path, a delta of the open text part: the stored JSON string is
+                # spliced in, nothing is parsed or built.
+                out.append(b"id: %s%d\ndata: %s%s}\n\n" % (self._bid, seq, self._delta, text))
+                continue
             kind, data = unpack(entry)
             if kind == "end":
                 out.append(DONE)
@@ -100,6 +114,9 @@ class VercelEncoder(Encoder):
             if self._part is None or self._part[0] != kind:
                 self._close_part(out)
                 self._part = (kind, f"{kind}-{seq}")
+                self._delta = (
+                    f'{{"type":"text-delta","id":{json_dumps(self._part[1])},"delta":'.encode()
+                )
                 out.append({"type": f"{kind}-start", "id": self._part[1]})
             out.append({"type": f"{kind}-delta", "id": self._part[1], "delta": data["content"]})
         elif kind in ("tool_call_delta", "tool_call"):
@@ -184,3 +201,13 @@ class VercelEncoder(Encoder):
                 out.append({"type": "finish-step"})
             out.append({"type": "start-step"})
             self._step = True
+
+
+_TEXT_HEAD = b'text\n{"content":'
+
+
+def _text_json(entry: bytes) -> bytes | None:
+    """The JSON string of a stored text event (``{"content": str}``), or ``None``."""
+    if entry.startswith(_TEXT_HEAD) and entry.endswith(b'"}'):
+        return entry[len(_TEXT_HEAD) : -1]
+    return None
