@@ -279,8 +279,15 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         except NotFound:  # the stream expired before its pointer did
             return Response(status=204)
 
-    @route("/v1/chat/completions", ["POST"], spends=True)
-    def chat_completions(observers: Sequence[Observer]) -> Response:
+    @route("/v1/chat/completions", ["POST"])
+    def chat_completions() -> Response:
+        # The guards run inside, so that their refusals (429) are OpenAI errors too.
+        try:
+            return ai.state().guards.admit(completions)  # type: ignore[no-any-return]
+        except AISSEError as exc:
+            return openai_error(exc)
+
+    def completions(observers: Sequence[Observer]) -> Response:
         state = ai.state()
         limits = state.settings.limits
         try:

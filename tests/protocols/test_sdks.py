@@ -194,3 +194,16 @@ def test_openai_sdk_sees_a_mid_stream_failure_as_an_api_error(module_gunicorn):
         for chunk in stream:
             got.append(chunk)
     assert len(got) > 2 and got[0].choices[0].delta.role == "assistant"
+
+
+@pytest.mark.server
+def test_openai_sdk_sees_our_rate_limit_as_its_rate_limit_error(module_gunicorn):
+    openai = pytest.importorskip("openai")
+    limited = module_gunicorn({"AI_SSE_FAKE_RESPONSE": ANSWER, "AI_SSE_RATE_LIMIT": "1/minute"})
+    client = openai.OpenAI(base_url=f"{limited.url}/ai/v1", api_key="unused", max_retries=0)
+    ask = {"model": "fake-1", "messages": [{"role": "user", "content": "hi"}]}
+    assert client.chat.completions.create(**ask).choices[0].message.content == ANSWER
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(**ask, stream=True)
+    assert info.value.code == "rate_limited"
+    assert int(info.value.response.headers["Retry-After"]) > 0
