@@ -232,6 +232,11 @@ class AISSE:
 
     # -- the Python API ---------------------------------------------------------
 
+    @staticmethod
+    def _validate(state: AppState, **fields: Any) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's."""
+        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
+
     def ask_stream(
         self,
         prompt: str | None = None,
@@ -260,7 +265,8 @@ class AISSE:
         conversation_id = None
         if conversation is not None:
             conversation_id = str(getattr(conversation, "id", conversation))
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -269,8 +275,6 @@ class AISSE:
             max_tokens=max_tokens,
             conversation_id=conversation_id,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return self.serve(request, state=state, protocol=protocol)
 
@@ -406,7 +410,8 @@ class AISSE:
         (Not to be confused with ``ai.task()...stream()``, which returns a Response.)
         """
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -414,8 +419,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return ChunkIterator(state.provider.open(request))
 
@@ -432,7 +435,8 @@ class AISSE:
     ) -> Answer:
         """The whole answer, without streaming."""
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -440,8 +444,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return self.complete(request, state=state)
 
