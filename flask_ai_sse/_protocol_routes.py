@@ -86,7 +86,9 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
     """``(chat id, parameters)`` from a ``DefaultChatTransport`` body.
 
     Besides ``id`` and ``messages``, the fields of ``POST /stream`` (``system``,
-    ``model``, ``temperature``, ``max_tokens``) may come in the transport's ``body``.
+    ``model``, ``temperature``, ``max_tokens``, ``conversation_id``) may come in the
+    transport's ``body``. With a ``conversation_id`` the stored conversation is the
+    history: only the user's new messages (those after the last answer) are taken.
     """
     if not isinstance(body, Mapping):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
@@ -107,8 +109,13 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
                 f"messages[{i}] must be a UIMessage object.", type="invalid_type", field="messages"
             )
         converted.append({"role": message.get("role"), "content": _ui_text(message, i)})
+    conversation_id = body.get("conversation_id")
+    if conversation_id is not None:
+        answered = [i for i, m in enumerate(converted) if m["role"] == "assistant"]
+        converted = converted[answered[-1] + 1 :] if answered else converted
     params = validate(
         messages=converted,
+        conversation_id=conversation_id,
         system=body.get("system"),
         model=body.get("model"),
         temperature=body.get("temperature"),

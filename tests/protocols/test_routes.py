@@ -290,3 +290,38 @@ def test_chat_resume_with_a_redis_store(redis_url):
     first = client.post("/ai/chat", json=ui_body("r1"), headers={"X-User": "ann"}).get_data()
     assert client.get("/ai/chat/r1/stream", headers={"X-User": "ann"}).get_data() == first
     assert client.get("/ai/chat/r1/stream", headers={"X-User": "bob"}).status_code == 204
+
+
+def test_chat_with_a_conversation_sends_the_stored_history_not_the_clients(tmp_path):
+    """With persistence, ``conversation_id`` in the transport's body: the new user message
+    is stored, and the stored conversation (not the client's copy) goes upstream."""
+    from tests.apps.persist_app import create_app as persist_app
+
+    app = persist_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/chat.db"})
+    with app.app_context():
+        app.extensions["test_db"].create_all()
+    client = app.test_client()
+    conversation = client.post("/ai/conversations", json={}).get_json()["id"]
+    first = ui_body("c-db", "one")
+    first["conversation_id"] = conversation
+    got = read("vercel", client.post("/ai/chat", json=first).get_data())
+    assert got.text == "Answer to one."
+    second = ui_body("c-db", "two")
+    second["conversation_id"] = conversation
+    second["messages"] = [
+        {"id": "1", "role": "user", "parts": [{"type": "text", "text": "one"}]},
+        {"id": "2", "role": "assistant", "parts": [{"type": "text", "text": "(edited)"}]},
+        {"id": "3", "role": "user", "parts": [{"type": "text", "text": "two"}]},
+    ]
+    body = client.post("/ai/chat", json=second).get_data()
+    assert read("vercel", body).text == "Answer to two."
+    sent = client.get("/_test/request?prompt=two").get_json()
+    assert sent == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "Answer to one."},
+        {"role": "user", "content": "two"},
+    ]
+    stored = client.get(f"/ai/conversations/{conversation}").get_json()["messages"]
+    assert [m["content"] for m in stored] == ["one", "Answer to one.", "two", "Answer to two."]
+    start = json.loads(body.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    assert start["messageMetadata"]["conversation_id"] == conversation
