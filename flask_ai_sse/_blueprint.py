@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ._guards import Guards, install_cors, install_cross_site_check
+from ._protocol_routes import add_protocol_routes, requested_protocol
 from ._request import read_json_body, requested_event_id
 from ._validation import validate_body, validate_query
 from .engine import Observer
@@ -38,12 +39,7 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             return guards().admit(
-                view,
-                *args,
-                resumable=resumable,
-                connects=resumable,  # the routes that resume are those that stream
-                event_source=event_source,
-                **kwargs,
+                view, *args, resumable=resumable, event_source=event_source, **kwargs
             )
 
         return guarded
@@ -55,6 +51,13 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
         return guarded
 
+    def connecting(view: View) -> View:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return guards().connected(lambda: view(*args, **kwargs))
+
+        return guarded
+
     def route(
         rule: str,
         methods: list[str],
@@ -62,17 +65,21 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         spends: bool = False,
         resumable: bool = False,
         attaches: bool = False,
+        connects: bool = False,
         event_source: bool = False,
     ) -> Callable[[View], View]:
         """``spends``: the view starts a generation, so the rate limit and caps apply;
         ``attaches``: it follows a stream (a connection, and the rate limit unless it
-        reconnects); ``event_source``: ``AI_SSE_ALLOW_GET_STREAM`` applies."""
+        reconnects); ``connects``: it holds a connection only (a resume by other means);
+        ``event_source``: ``AI_SSE_ALLOW_GET_STREAM`` applies."""
 
         def register(view: View) -> View:
             if spends:
                 wrapped = admitted(view, resumable, event_source)
+            elif attaches:
+                wrapped = attaching(view)
             else:
-                wrapped = attaching(view) if attaches else view
+                wrapped = connecting(view) if connects else view
             for decorator in reversed(decorators):
                 wrapped = decorator(wrapped)
             bp.add_url_rule(rule, view.__name__, wrapped, methods=methods)
@@ -85,19 +92,19 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         state = ai.state()
         limits = state.settings.limits
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
-        return ai.serve(chat, observers=observers, state=state)
+        return ai.serve(chat, observers=observers, state=state, protocol=requested_protocol())
 
     @route("/stream", ["GET"], spends=True, resumable=True, event_source=True)
     def stream_get(observers: Sequence[Observer]) -> Response:
         state = ai.state()
         chat = validate_query(request.args, state.settings.limits, state.provider.model)
-        return ai.serve(chat, observers=observers, state=state)
+        return ai.serve(chat, observers=observers, state=state, protocol=requested_protocol())
 
     @route("/streams/<stream_id>", ["GET"], attaches=True)
     def stream_attach(stream_id: str) -> Response:
         parsed = requested_event_id()
         after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0
-        return ai.attach(stream_id, after)
+        return ai.attach(stream_id, after, protocol=requested_protocol())
 
     @route("/streams/<stream_id>/cancel", ["POST"])
     def stream_cancel(stream_id: str) -> tuple[Response, int]:
@@ -111,6 +118,8 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         limits = state.settings.limits
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
         return jsonify(ai.complete(chat, state=state).to_dict())
+
+    add_protocol_routes(route, ai)
 
     if ai._persistence is not None:
         ai._persistence.add_routes(

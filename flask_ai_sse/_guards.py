@@ -274,22 +274,21 @@ class Guards:
         view: View,
         *args: Any,
         resumable: bool = False,
-        connects: bool = False,
         event_source: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Run a view that spends money: rate limit, then a concurrency slot, then ``view``.
+        """Run a view that spends money: a connection, the rate limit, then a concurrency
+        slot, then ``view``.
 
         ``view`` gets ``observers``: the slot, for the code that starts the
         generation to hand to the engine (which releases it when the generation
-        ends). A view that started none (an ask, a resume) gives it back here.
-        ``connects``: the view answers an event stream, which holds a connection.
+        ends). A view that started none (an ask, a resume) gives it back here. The
+        connection is held while the answer is served: an event stream until it
+        closes, an ask until it is answered.
         """
         if event_source:
             self.check_event_source()
-        if connects:
-            return self.connected(lambda: self._spend(view, args, kwargs, resumable))
-        return self._spend(view, args, kwargs, resumable)
+        return self.connected(lambda: self._spend(view, args, kwargs, resumable))
 
     def attach(self, view: View, stream_id: str, **kwargs: Any) -> Any:
         """Run the attach view: it holds a connection, and is rate limited unless it

@@ -19,6 +19,7 @@ import pytest
 
 from ..helpers import free_port, open_stream, wait_until
 from ..http.sse_client import LiveStream
+from .test_demo import browser  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +53,9 @@ def hostile_site() -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def test_a_hostile_page_can_neither_cancel_nor_start_streams(
-    gunicorn_server, browser, hostile_site
+    gunicorn_server,
+    browser,  # noqa: F811  (the fixture)
+    hostile_site,
 ):
     from selenium.webdriver.common.by import By
 
