@@ -18,6 +18,7 @@ from flask import copy_current_request_context as _copy_request_context
 
 from . import constants as C
 from .chunks import Answer, ChatRequest, Chunk, Message
+from .cli import cli_group
 from .context import requested_event_id
 from .deployment import check_at_first_request
 from .engine import Engine, EngineSettings, Generation, Observer, create_store
@@ -191,6 +192,7 @@ class AISSE:
             state.persistence = Persistence(app, self, config)
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
+        cli_group(app)  # flask ai-sse ask / check (persistence added reconcile)
         if config[C.REGISTER_BLUEPRINT]:
             app.register_blueprint(self.create_blueprint(), url_prefix=config[C.URL_PREFIX])
 
