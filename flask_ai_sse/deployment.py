@@ -13,6 +13,12 @@ each problem found:
 
 A middleware wrapped around the app outside Flask (in a WSGI file) is invisible
 from here; ``docs/deployment.rst`` lists what to check by hand.
+
+The warnings go to the ``flask_ai_sse`` logger. Where logging is not configured
+(gunicorn configures only its own loggers) Python would print the library's
+warnings bare, without a level; so at the first request, as Flask does for
+``app.logger``, Flask's default handler is added to it when no handler would show
+a warning: they read ``[time] WARNING in deployment: ...`` in the server's error log.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, request
+from flask.logging import default_handler, has_level_handler
 
 __all__ = ["check_at_first_request", "problems"]
 
@@ -77,6 +84,8 @@ def check_at_first_request(app: Flask, *, shared_store: bool) -> None:
             pending.pop()  # atomic: of two concurrent first requests, one checks
         except IndexError:
             return
+        if not has_level_handler(logger):
+            logger.addHandler(default_handler)
         for message in problems(app, request.environ, shared_store=shared_store):
             logger.warning(message)
 
