@@ -145,3 +145,14 @@ def test_the_protection_lines_work(monkeypatch: pytest.MonkeyPatch) -> None:
             assert statuses == [200] * 20 + [429] * 2
         else:
             assert set(statuses) == {401}
+
+
+def test_the_docs_quickstart_is_the_readmes() -> None:
+    """docs/quickstart.rst shows the same code (the first block of "A first app")."""
+    import textwrap
+
+    doc = (ROOT / "docs" / "quickstart.rst").read_text()
+    section = doc[doc.index("A first app") :]
+    match = re.search(r"\.\. code-block:: python\n\n(.*?)\n\S", section, re.S)
+    assert match is not None
+    assert textwrap.dedent(match.group(1)).strip() == quickstart_code().strip()
