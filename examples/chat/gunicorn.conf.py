@@ -72,6 +72,7 @@ def post_worker_init(worker: Any) -> None:
         gevent.spawn_later(delay, end_streams, worker)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn had it: don't break system calls
 
 
 def end_streams(worker: Any) -> None:
