@@ -174,7 +174,7 @@ def test_ctrl_c_cancels_the_stream_upstream(mock: OpenAIMock) -> None:
 
 
 def test_figures_line_without_usage() -> None:
-    from flask_ai_sse.cli import Figures
+    from flask_ai_sse._cli import Figures
 
     now = time.monotonic()
     line = Figures(started=now - 1.0, first_token=now - 0.5, ended=now, pieces=10).line()

@@ -17,5 +17,5 @@ def test_warnings_under_gunicorn_carry_their_level(gunicorn_server) -> None:
         resp = open_stream(f"{server.url}/ai/stream?prompt=x")
         assert collect(resp.iter_content(chunk_size=None)).ended
     log = server.output()
-    assert "WARNING in deployment: gunicorn serves this app with a sync worker" in log
-    assert "WARNING in deployment: AI_SSE_STORE is 'memory'" in log
+    assert "WARNING in flask_ai_sse: gunicorn serves this app with a sync worker" in log
+    assert "WARNING in flask_ai_sse: AI_SSE_STORE is 'memory'" in log

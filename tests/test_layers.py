@@ -14,9 +14,9 @@ PACKAGE_DIR = flask_ai_sse.__path__[0]
 PURE = [
     "flask_ai_sse.sse",
     "flask_ai_sse.chunks",
-    "flask_ai_sse.validation",
-    "flask_ai_sse.cors",
-    "flask_ai_sse.slots",
+    "flask_ai_sse._validation",
+    "flask_ai_sse._cors",
+    "flask_ai_sse._slots",
     "flask_ai_sse.providers",
     "flask_ai_sse.providers.openai",
     "flask_ai_sse.providers.anthropic",

@@ -94,7 +94,7 @@ def test_a_custom_prefix_is_covered() -> None:
 
 def test_mounted_at_the_root_the_app_keeps_its_404s() -> None:
     """No catch-all at the root: it would take every unknown path of the app."""
-    client = make_app(AI_SSE_URL_PREFIX="").test_client()
+    client = make_app(AI_SSE_URL_PREFIX="/").test_client()
     assert client.get("/nope").mimetype == "text/html"
     assert client.get("/stream", query_string={"prompt": "hi"}).status_code == 200
 

@@ -59,13 +59,16 @@ def _state() -> AppState:
 
 def _provider(state: AppState, name: str | None) -> tuple[Provider, bool]:
     """The configured provider, or a new one for ``--provider`` (True: close it after)."""
-    if name is None or name == state.config[C.PROVIDER]:
+    if name is None or name == state.settings.provider.name:
         return state.provider, False
-    from .extension import _provider_config
+    from ._settings import _provider as provider_config
+    from ._settings import _Reader
     from .providers import create_provider
 
     try:
-        return create_provider(_provider_config(state.config, {"provider": name})), True
+        # Read as a fallback entry is: the app's timeouts, not the primary's model, key, URL.
+        config = provider_config(_Reader(current_app.config, {}), {"provider": name})
+        return create_provider(config), True
     except AISSEError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -128,7 +131,7 @@ def _events(
     chunks = provider.open(request)
     engine = state.engine
     generation = engine.start(chunks)
-    reader = engine.reader(generation.stream_id)
+    reader = engine.follow(generation.stream_id)
     try:
         yield from iter_events(reader)
     finally:
