@@ -17,7 +17,7 @@ from flask.testing import FlaskCliRunner
 
 from flask_ai_sse import AISSE
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 KEY = "sk-test-cli-0123456789abcdef"
 WRONG_KEY = "sk-wrong-cli-fedcba9876543210"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flask_ai_sse.testing import collect
-from tests.conftest import ROOT, free_port, open_stream, wait_for_port
+from tests.helpers import ROOT, free_port, open_stream, wait_for_port
 
 CONFIG = ROOT / "examples" / "chat" / "gunicorn.conf.py"
 

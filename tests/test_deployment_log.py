@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flask_ai_sse.testing import collect
-from tests.conftest import open_stream
+from tests.helpers import open_stream
 
 pytestmark = pytest.mark.server
 

@@ -15,7 +15,7 @@ import pytest
 
 from flask_ai_sse.testing import collect
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
-from tests.conftest import ROOT, Server, free_port, wait_for_port
+from tests.helpers import ROOT, Server, free_port, wait_for_port
 
 pytestmark = pytest.mark.server
 
