@@ -3,7 +3,8 @@ the checkout (whose path is the one argument), so that only the installed packag
 
 Checks: the package imports from site-packages with its version; every data file of the
 checkout's package (``py.typed``, ``static/...``) was installed; the demo app, served
-by that virtualenv's gunicorn with the demo's config, answers a stream.
+by that virtualenv's gunicorn with the demo's config, answers a stream (and serves
+``/ai/client.js`` when the package has one).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def check_demo(checkout: Path) -> None:
         text = "".join(json.loads(d).get("content", "") for d in data[1:-2])
         assert "hello" in text, body[-500:]
         print(f"ok: the demo app answered a stream of {len(data)} events")
+        if (checkout / "flask_ai_sse" / "static" / "client.js").is_file():
+            with urllib.request.urlopen(f"{url}/ai/client.js", timeout=10) as script:
+                assert script.status == 200 and b"export" in script.read()
+            print("ok: the demo app serves /ai/client.js from the installed package")
     finally:
         proc.terminate()
         proc.wait(30)
