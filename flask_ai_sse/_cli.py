@@ -23,8 +23,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from . import constants as C
+from ._settings import read_provider
 from .chunks import ChatRequest, Message
 from .errors import AISSEError
+from .providers import create_provider
 from .sse import ServerSentEvent, iter_events
 
 if TYPE_CHECKING:
@@ -61,14 +63,8 @@ def _provider(state: AppState, name: str | None) -> tuple[Provider, bool]:
     """The configured provider, or a new one for ``--provider`` (True: close it after)."""
     if name is None or name == state.settings.provider.name:
         return state.provider, False
-    from ._settings import _provider as provider_config
-    from ._settings import _Reader
-    from .providers import create_provider
-
     try:
-        # Read as a fallback entry is: the app's timeouts, not the primary's model, key, URL.
-        config = provider_config(_Reader(current_app.config, {}), {"provider": name})
-        return create_provider(config), True
+        return create_provider(read_provider(current_app.config, name)), True
     except AISSEError as exc:
         raise click.ClickException(exc.message) from None
 
