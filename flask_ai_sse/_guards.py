@@ -361,12 +361,18 @@ def _release_on_close(response: Any, connection: Slot) -> None:
         connection.release()
 
 
-def install_cross_site_check(bp: Blueprint, guards: Callable[[], Guards]) -> None:
-    """Refuse, before any view or decorator of ``bp``, what another site could forge."""
+def install_cross_site_check(
+    bp: Blueprint, guards: Callable[[], Guards], *, exempt: tuple[str, ...] = ()
+) -> None:
+    """Refuse, before any view or decorator of ``bp``, what another site could forge.
+
+    ``exempt``: endpoints that change nothing (the catch-all that answers 404/405).
+    """
 
     @bp.before_request
     def cross_site() -> None:
-        guards().check_cross_site()
+        if (request.endpoint or "").rpartition(".")[2] not in exempt:
+            guards().check_cross_site()
 
 
 def install_cors(bp: Blueprint, guards: Callable[[], Guards]) -> None:
