@@ -52,6 +52,16 @@ MAX_MESSAGES: Final = "AI_SSE_MAX_MESSAGES"
 MAX_MESSAGE_CHARS: Final = "AI_SSE_MAX_MESSAGE_CHARS"
 MAX_TOKENS_LIMIT: Final = "AI_SSE_MAX_TOKENS_LIMIT"
 
+# -- parts, tools, structured output (docs/tools.rst) -----------------------------------
+MAX_PARTS: Final = "AI_SSE_MAX_PARTS"
+MAX_IMAGE_BYTES: Final = "AI_SSE_MAX_IMAGE_BYTES"
+MAX_IMAGES_BYTES: Final = "AI_SSE_MAX_IMAGES_BYTES"
+IMAGE_MEDIA_TYPES: Final = "AI_SSE_IMAGE_MEDIA_TYPES"
+IMAGE_URL_SCHEMES: Final = "AI_SSE_IMAGE_URL_SCHEMES"
+TOOLS: Final = "AI_SSE_TOOLS"
+TOOL_TIMEOUT: Final = "AI_SSE_TOOL_TIMEOUT"
+MAX_STEPS: Final = "AI_SSE_MAX_STEPS"
+
 # -- HTTP hardening (docs/security.rst) --------------------------------------------------
 ALLOWED_MODELS: Final = "AI_SSE_ALLOWED_MODELS"
 RATE_LIMIT_STORAGE: Final = "AI_SSE_RATE_LIMIT_STORAGE"
@@ -113,6 +123,15 @@ DEFAULTS: Final[dict[str, Any]] = {
     MAX_MESSAGES: 200,
     MAX_MESSAGE_CHARS: 32000,
     MAX_TOKENS_LIMIT: 1000000,
+    # parts, tools, structured output
+    MAX_PARTS: 16,
+    MAX_IMAGE_BYTES: 5 * 1024 * 1024,
+    MAX_IMAGES_BYTES: 20 * 1024 * 1024,
+    IMAGE_MEDIA_TYPES: ("image/png", "image/jpeg", "image/gif", "image/webp"),
+    IMAGE_URL_SCHEMES: ("http", "https"),
+    TOOLS: (),
+    TOOL_TIMEOUT: 30.0,
+    MAX_STEPS: 8,
     # HTTP hardening (docs/security.rst)
     ALLOWED_MODELS: None,
     RATE_LIMIT_STORAGE: "memory://",

@@ -16,6 +16,13 @@ each kind of mistake (see ``docs/security.rst``):
 ``invalid_model``           a model name with characters no provider uses
 ``model_not_allowed``       a model outside ``AI_SSE_ALLOWED_MODELS`` (HTTP routes)
 ``duplicate_parameter``     a query parameter given twice
+``invalid_part``            a content part that is not a text or image part
+``too_many_parts``          more parts in a message than ``AI_SSE_MAX_PARTS``
+``invalid_media_type``      an image type outside ``AI_SSE_IMAGE_MEDIA_TYPES``
+``invalid_url``             an image URL that is not http(s) (``AI_SSE_IMAGE_URL_SCHEMES``)
+``image_too_large``         over ``AI_SSE_MAX_IMAGE_BYTES`` or ``AI_SSE_MAX_IMAGES_BYTES``
+``invalid_tool_message``    a ``tool`` message or ``tool_calls`` of the wrong shape
+``invalid_tools``           ``tools``, ``tool_choice`` or ``schema`` of the wrong shape
 ==========================  ====================================================
 """
 
@@ -30,6 +37,7 @@ from typing import Any, cast
 from . import constants as C
 from .chunks import ROLES, Message
 from .errors import ConfigurationError, ValidationError
+from .parts import TOOL_NAME, ContentChecker, PartLimits, check_tool_call_id, check_tool_calls
 
 MAX_MODEL_CHARS = 200
 MAX_ID_CHARS = 128
@@ -57,6 +65,7 @@ class Limits:
     max_message_chars: int = 32_000
     max_tokens: int = 1_000_000
     allowed_models: frozenset[str] | None = None
+    parts: PartLimits = field(default_factory=PartLimits)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, default_model: str) -> Limits:
@@ -68,6 +77,13 @@ class Limits:
             max_message_chars=_positive(config, C.MAX_MESSAGE_CHARS),
             max_tokens=_positive(config, C.MAX_TOKENS_LIMIT),
             allowed_models=allowed_models(config.get(C.ALLOWED_MODELS), default_model),
+            parts=PartLimits.build(
+                max_parts=_positive(config, C.MAX_PARTS),
+                max_image_bytes=_positive(config, C.MAX_IMAGE_BYTES),
+                max_total_image_bytes=_positive(config, C.MAX_IMAGES_BYTES),
+                media_types=config[C.IMAGE_MEDIA_TYPES],
+                url_schemes=config[C.IMAGE_URL_SCHEMES],
+            ),
         )
 
 
@@ -106,6 +122,10 @@ class AskParams:
     max_tokens: int | None = None
     conversation_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: From a route's body: the names of the tools to offer (within ``AI_SSE_TOOLS``).
+    tools: list[str] | None = None
+    tool_choice: str | None = None
+    schema: dict[str, Any] | None = None
 
 
 def _text(name: str, value: Any, limit: int, *, allow_empty: bool = False) -> str:
@@ -130,6 +150,7 @@ def _messages(value: Any, limits: Limits) -> list[Message]:
             field="messages",
         )
     out: list[Message] = []
+    checker = ContentChecker(limits.parts, limits.max_message_chars)
     for i, item in enumerate(value):
         if not isinstance(item, Mapping):
             raise ValidationError(
@@ -144,14 +165,54 @@ def _messages(value: Any, limits: Limits) -> list[Message]:
                 type="invalid_role",
                 field="messages",
             )
-        content = _text(
-            f"messages[{i}].content",
-            item.get("content"),
-            limits.max_message_chars,
-            allow_empty=role == "assistant",
-        )
-        out.append(cast(Message, {"role": role, "content": content}))
+        content = item.get("content")
+        calls = item.get("tool_calls") if role == "assistant" else None
+        if calls is not None and content is None:
+            content = ""
+        message: dict[str, Any] = {
+            "role": role,
+            "content": checker.content(
+                f"messages[{i}].content", content, allow_empty=role in ("assistant", "tool")
+            ),
+        }
+        if calls is not None:
+            message["tool_calls"] = check_tool_calls(f"messages[{i}].tool_calls", calls)
+        if role == "tool":
+            message["tool_call_id"] = check_tool_call_id(
+                f"messages[{i}].tool_call_id", item.get("tool_call_id")
+            )
+        out.append(cast(Message, message))
     return out
+
+
+def _tools(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and TOOL_NAME.fullmatch(v) for v in value
+    ):
+        raise ValidationError(
+            "'tools' must be a list of tool names.", type="invalid_tools", field="tools"
+        )
+    return list(value)
+
+
+def _tool_choice(value: Any) -> str:
+    if not isinstance(value, str) or not (
+        value in ("auto", "none", "required") or TOOL_NAME.fullmatch(value)
+    ):
+        raise ValidationError(
+            "'tool_choice' must be 'auto', 'none', 'required' or a tool name.",
+            type="invalid_tools",
+            field="tool_choice",
+        )
+    return value
+
+
+def _schema(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            "'schema' must be a JSON Schema object.", type="invalid_tools", field="schema"
+        )
+    return dict(value)
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
@@ -205,6 +266,9 @@ def validate(
     temperature: Any = None,
     max_tokens: Any = None,
     conversation_id: Any = None,
+    tools: Any = None,
+    tool_choice: Any = None,
+    schema: Any = None,
     limits: Limits,
     require_prompt: bool = True,
     restrict_model: bool = False,
@@ -216,7 +280,8 @@ def validate(
     """
     msgs = _messages(messages, limits) if messages is not None else []
     if prompt is not None:
-        msgs.append({"role": "user", "content": _text("prompt", prompt, limits.max_prompt_chars)})
+        text = _text("prompt", prompt, limits.max_prompt_chars)
+        msgs.append({"role": "user", "content": text})
     if require_prompt and not any(m["role"] == "user" for m in msgs):
         raise ValidationError(
             "Send a 'prompt', or 'messages' with at least one user message.",
@@ -242,6 +307,9 @@ def validate(
             else None
         ),
         conversation_id=conversation_id,
+        tools=_tools(tools) if tools is not None else None,
+        tool_choice=_tool_choice(tool_choice) if tool_choice is not None else None,
+        schema=_schema(schema) if schema is not None else None,
     )
 
 
@@ -254,6 +322,9 @@ BODY_FIELDS = (
     "temperature",
     "max_tokens",
     "conversation_id",
+    "tools",
+    "tool_choice",
+    "schema",
 )
 #: The query parameters of ``GET /stream`` (``EventSource`` cannot send a body).
 QUERY_FIELDS = ("prompt", "system", "model", "temperature", "max_tokens", "conversation_id")
