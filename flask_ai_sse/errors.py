@@ -17,6 +17,7 @@ one boundary each, with ``raise ... from exc``::
     │   ├── ProviderConnectionError (502)
     │   ├── ProviderTimeout (504)    connect, read-idle or total timeout
     │   └── ProviderProtocolError (502)  malformed stream, missing terminator
+    ├── InvalidOutput (502)          structured output that does not match its schema
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamCancelled              raised inside a cancelled generation
     ├── StreamGapError (410)         a reader fell behind the bounded log
@@ -160,6 +161,14 @@ class ProviderTimeout(ProviderError):
 class ProviderProtocolError(ProviderError):
     type = "provider_protocol_error"
     public_message = "The model provider sent a malformed stream."
+
+
+class InvalidOutput(AISSEError):
+    """The answer to a ``schema=`` request is not JSON, or does not match the schema."""
+
+    type = "invalid_output"
+    status = 502
+    public_message = "The model's answer does not match the requested schema."
 
 
 class StreamTimeout(AISSEError):
