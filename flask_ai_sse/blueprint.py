@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .constants import TOOLS
 from .context import requested_event_id
 from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
 from .guards import guard_view, install_cors
-from .validation import Limits, validate_body, validate_query
+from .toolrun import route_tools
+from .validation import AskParams, Limits, validate_body, validate_query
 
 if TYPE_CHECKING:
     from .extension import AISSE
@@ -58,14 +60,19 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
         return register
 
+    def offered(params: AskParams) -> AskParams:
+        """Only the tools named in ``AI_SSE_TOOLS`` reach a route's client."""
+        params.tools = route_tools(params.tools, ai.state().config[TOOLS])
+        return params
+
     @route("/stream", ["POST"], spends=True, resumable=True)
     def stream_post() -> Response:
         limits = ai.state().limits
-        return ai.serve(validate_body(read_json_body(limits), limits))
+        return ai.serve(offered(validate_body(read_json_body(limits), limits)))
 
     @route("/stream", ["GET"], spends=True, resumable=True)
     def stream_get() -> Response:
-        return ai.serve(validate_query(request.args, ai.state().limits))
+        return ai.serve(offered(validate_query(request.args, ai.state().limits)))
 
     @route("/streams/<stream_id>", ["GET"])
     def stream_attach(stream_id: str) -> Response:
@@ -82,7 +89,9 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
     @route("/ask", ["POST"], spends=True)
     def ask() -> Response:
         limits = ai.state().limits
-        return jsonify(ai.complete(validate_body(read_json_body(limits), limits)).to_dict())
+        return jsonify(
+            ai.complete(offered(validate_body(read_json_body(limits), limits))).to_dict()
+        )
 
     if ai.db is not None:
         from .persistence.routes import add_conversation_routes

@@ -7,7 +7,7 @@ objects; nothing past the adapter knows which provider spoke.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 Role = Literal["system", "user", "assistant", "tool"]
 #: ``tool_call`` is a piece of a call as the provider streamed it; with tools or a
@@ -36,15 +36,18 @@ class ToolCall(TypedDict):
     arguments: dict[str, Any]
 
 
-class Message(TypedDict):
-    """``content`` is text or a list of parts (see :mod:`flask_ai_sse.parts`)."""
-
+class _MessageBase(TypedDict):
     role: Role
     content: str | list[dict[str, Any]]
+
+
+class Message(_MessageBase, total=False):
+    """``content`` is text or a list of parts (see :mod:`flask_ai_sse.parts`)."""
+
     #: role ``tool``: the call this message answers.
-    tool_call_id: NotRequired[str]
+    tool_call_id: str
     #: role ``assistant``: the calls the model made.
-    tool_calls: NotRequired[list[ToolCall]]
+    tool_calls: list[ToolCall]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from .guards import Guards
 from .providers import Provider, ProviderConfig, build_provider
 from .providers.base import ChunkStream
 from .sse import encode, encode_comment
+from .tools import ToolRegistry
 from .validation import AskParams, Limits, validate
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class AISSE:
             self.Conversation, self.Message = models.conversation, models.message
         self._provider_instance = provider if isinstance(provider, Provider) else None
         self._authorize: Callable[[], str | None] | None = None
+        #: Tools registered with :meth:`tool`, shared by every app this object serves.
+        self.tools = ToolRegistry()
         if app is not None:
             self.init_app(app)
 
@@ -247,6 +250,11 @@ class AISSE:
 
     # -- the Python API ---------------------------------------------------------
 
+    def tool(self, fn: Any = None, **kwargs: Any) -> Any:
+        """Register a function as a tool: ``@ai.tool`` or ``@ai.tool(name=, description=,
+        schema=)``. Its JSON Schema comes from its type hints and docstring unless given."""
+        return self.tools.decorator(fn, **kwargs)
+
     def _request(self, state: AppState, params: AskParams, options: dict[str, Any]) -> ChatRequest:
         return ChatRequest(
             messages=params.messages,
@@ -256,6 +264,17 @@ class AISSE:
             max_tokens=params.max_tokens,
             options=options,
         )
+
+    def _open(
+        self, state: AppState, params: AskParams, options: dict[str, Any], *, whole: bool = False
+    ) -> ChunkStream:
+        """The upstream answer; with tools or a schema, wrapped in the step loop.
+
+        ``whole``: each step is a non-streamed request (``ask()``).
+        """
+        from .toolrun import open_steps
+
+        return open_steps(self, state, params, self._request(state, params, options), whole=whole)
 
     def _params(
         self,
@@ -287,6 +306,10 @@ class AISSE:
         temperature: float | None = None,
         max_tokens: int | None = None,
         conversation: Any = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> Response:
         """Stream an answer as an SSE response (see CONTRACT.md for the wire format).
@@ -299,6 +322,7 @@ class AISSE:
         """
         state = self.state()
         params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
+        _tool_params(params, tools, tool_choice, max_steps, schema)
         if conversation is not None:
             params.conversation_id = str(getattr(conversation, "id", conversation))
         return self.serve(params, options=options, state=state)
@@ -338,7 +362,7 @@ class AISSE:
 
         state = state or self.state()
         with begin_turn(state, params, owner=owner, options=options) as turn:
-            chunks = state.provider.open(self._request(state, turn.params, turn.options))
+            chunks = self._open(state, turn.params, turn.options)
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,
@@ -380,12 +404,17 @@ class AISSE:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> ChunkIterator:
         """Normalized chunks for a custom view; closing the iterator closes the upstream."""
         state = self.state()
         params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
-        return ChunkIterator(state.provider.open(self._request(state, params, options)))
+        _tool_params(params, tools, tool_choice, max_steps, schema)
+        return ChunkIterator(self._open(state, params, options))
 
     def ask(
         self,
@@ -396,11 +425,16 @@ class AISSE:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> Answer:
-        """The whole answer, without streaming."""
+        """The whole answer, without streaming (with ``schema=``, parsed as ``Answer.data``)."""
         state = self.state()
         params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
+        _tool_params(params, tools, tool_choice, max_steps, schema)
         return self.complete(params, options=options, state=state)
 
     def complete(
@@ -415,7 +449,12 @@ class AISSE:
 
         state = state or self.state()
         with begin_turn(state, params, owner=self.current_owner(), options=options) as turn:
-            answer = state.provider.complete(self._request(state, turn.params, turn.options))
+            if turn.params.tools or turn.params.schema is not None:
+                from .toolrun import complete_steps
+
+                answer = complete_steps(self._open(state, turn.params, turn.options, whole=True))
+            else:
+                answer = state.provider.complete(self._request(state, turn.params, turn.options))
             turn.answered(answer)
             return answer
 
@@ -480,6 +519,21 @@ class AISSE:
             on_close=custom.stop,
         )
         return self.sse_response(reader, headers=headers)
+
+
+def _tool_params(
+    params: AskParams,
+    tools: Sequence[Any] | None,
+    tool_choice: str | None,
+    max_steps: int | None,
+    schema: dict[str, Any] | None,
+) -> None:
+    """The Python API's tool arguments onto validated parameters (checked when opened)."""
+    if tools is not None:
+        params.tools = list(tools)
+    params.tool_choice = tool_choice
+    params.max_steps = max_steps
+    params.schema = schema
 
 
 def _with_app_context(app: Flask, fn: Callable[[], None]) -> Callable[[], None]:

@@ -26,6 +26,7 @@ its traceback goes to the log, and only a :class:`ToolError`'s message is shown
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -34,7 +35,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .chunks import ChatRequest, Chunk, Message, ToolCall, Usage
+from .chunks import (
+    Answer,
+    AnswerBuilder,
+    ChatRequest,
+    Chunk,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from .engine.spawn import spawn
 from .errors import ConfigurationError, InvalidOutput
 from .providers.base import ChunkStream
@@ -185,8 +195,8 @@ class StepStream(ChunkStream):
             if step_usage is not None:
                 total = _add(total, step_usage)
             calls, bad = self._whole_calls(pieces)
-            for call in calls:
-                yield Chunk("tool_call_end", data=dict(call))
+            for whole in calls:
+                yield Chunk("tool_call_end", data=dict(whole))
             server = bool(calls) and all(
                 c["name"] not in self.tools or self.tools[c["name"]].function is not None
                 for c in calls
@@ -275,7 +285,7 @@ class StepStream(ChunkStream):
                     wake.set()
 
         for i, call in enumerate(calls):
-            spawn(lambda i=i, call=call: work(i, call), name=f"ai-sse-tool-{call['name']}")
+            spawn(functools.partial(work, i, call), name=f"ai-sse-tool-{call['name']}")
         deadline = time.monotonic() + self.tool_timeout
         while not wake.is_set() and (left := deadline - time.monotonic()) > 0:
             wake.wait(left)
@@ -327,13 +337,17 @@ def _arguments_problem(tool: Tool, arguments: dict[str, Any]) -> str | None:
         import jsonschema
     except ImportError:  # pragma: no cover - without the extra the function itself decides
         return None
-    error = next(iter(jsonschema.Draft202012Validator(tool.parameters).iter_errors(arguments)), None)
+    error = next(
+        iter(jsonschema.Draft202012Validator(tool.parameters).iter_errors(arguments)), None
+    )
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)
-    return f"The arguments do not match the schema{' at ' + where if where else ''}: {error.message}"[
-        :MAX_ERROR_CHARS
-    ]
+    return (
+        f"The arguments do not match the schema{' at ' + where if where else ''}: {error.message}"[
+            :MAX_ERROR_CHARS
+        ]
+    )
 
 
 def _add(a: Usage, b: Usage) -> Usage:
@@ -345,3 +359,42 @@ def _add(a: Usage, b: Usage) -> Usage:
 
 
 __all__ = ["StepStream", "ToolError", "check_schema", "parse_output"]
+
+
+class AnswerChunks(ChunkStream):
+    """A whole (non-streamed) answer replayed as chunks: the step loop for ``ask()``."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(provider=answer.provider, model=answer.model)
+        self.answer = answer
+
+    def __iter__(self) -> Iterator[Chunk]:
+        answer = self.answer
+        if answer.reasoning:
+            yield Chunk("reasoning", answer.reasoning)
+        if answer.text:
+            yield Chunk("text", answer.text, model=answer.model)
+        for index, call in enumerate(answer.tool_calls):
+            arguments = call.get("arguments") or ""
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            yield Chunk(
+                "tool_call",
+                tool_call=ToolCallDelta(index, call.get("id"), call.get("name"), arguments),
+            )
+        if answer.finish_reason:
+            yield Chunk.finish(answer.finish_reason, answer.raw_finish_reason)
+        if answer.usage is not None:
+            yield Chunk("usage", usage=answer.usage)
+
+    def close(self) -> None:
+        pass
+
+
+def fold(stream: ChunkStream) -> Answer:
+    """Every chunk of ``stream`` folded into one :class:`Answer`."""
+    builder = AnswerBuilder(model=stream.model, provider=stream.provider)
+    with stream:
+        for chunk in stream:
+            builder.add(chunk)
+    return builder.answer()

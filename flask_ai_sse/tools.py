@@ -33,6 +33,18 @@ from .chunks import ToolSpec
 from .errors import ConfigurationError
 from .parts import TOOL_NAME
 
+
+def _markers() -> list[Any]:
+    modules: list[Any] = [typing]
+    try:
+        import typing_extensions
+
+        modules.append(typing_extensions)
+    except ImportError:  # pragma: no cover
+        pass
+    return modules
+
+
 ToolFunction = Callable[..., Any]
 #: What ``tools=`` accepts: registered names, functions, :class:`Tool` objects, or
 #: ``{"name", "description", "parameters"}`` dicts (tools the client runs).
@@ -47,6 +59,9 @@ _PRIMITIVES: dict[Any, dict[str, Any]] = {
     None: {"type": "null"},
     Any: {},
 }
+#: ``NotRequired``/``Required`` (Python 3.11+, or typing_extensions) where they exist.
+_OPTIONAL_KEY = {getattr(m, "NotRequired", None) for m in _markers()} - {None}
+_REQUIRED_KEY = {getattr(m, "Required", None) for m in _markers()} - {None}
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Params)\s*:?\s*$", re.IGNORECASE)
 _OTHER_SECTION = re.compile(
     r"^(Returns?|Yields?|Raises?|Examples?|Notes?|See Also|Attributes?)\s*:?\s*$", re.IGNORECASE
@@ -157,31 +172,43 @@ def json_schema(hint: Any, *, owner: str = "") -> dict[str, Any]:
                 return merged
         return {"anyOf": options}
     if hint in (list, tuple, set, frozenset) or origin in (list, set, frozenset, Sequence):
-        return {"type": "array", "items": json_schema(args[0], owner=owner)} if args else {
-            "type": "array"
-        }
+        return (
+            {"type": "array", "items": json_schema(args[0], owner=owner)}
+            if args
+            else {"type": "array"}
+        )
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": json_schema(args[0], owner=owner)}
         items = [json_schema(a, owner=owner) for a in args]
-        return {"type": "array", "prefixItems": items, "minItems": len(items), "maxItems": len(items)}
+        return {
+            "type": "array",
+            "prefixItems": items,
+            "minItems": len(items),
+            "maxItems": len(items),
+        }
     if hint is dict or origin in (dict, Mapping):
         if args and args[0] is not str:
             raise ConfigurationError(f"{owner}: JSON objects have string keys, not {args[0]!r}.")
-        values = json_schema(args[1], owner=owner) if args else {}
-        return {"type": "object", "additionalProperties": values} if values else {"type": "object"}
+        value_schema = json_schema(args[1], owner=owner) if args else {}
+        if not value_schema:
+            return {"type": "object"}
+        return {"type": "object", "additionalProperties": value_schema}
     if isinstance(hint, type) and typing.is_typeddict(hint):
         # With postponed annotations, __required_keys__ misses NotRequired: look at the hints.
         hints = typing.get_type_hints(hint, include_extras=True)
         required_keys = set(getattr(hint, "__required_keys__", hints))
-        props = {}
+        fields: dict[str, Any] = {}
         for key, value in hints.items():
             marker = typing.get_origin(value)
-            if marker in (typing.NotRequired, typing.Required):
-                required_keys.discard(key) if marker is typing.NotRequired else required_keys.add(key)
+            if marker is not None and marker in _OPTIONAL_KEY:
+                required_keys.discard(key)
                 value = typing.get_args(value)[0]
-            props[key] = json_schema(value, owner=owner)
-        return _object(hint, props, [k for k in hints if k in required_keys])
+            elif marker is not None and marker in _REQUIRED_KEY:
+                required_keys.add(key)
+                value = typing.get_args(value)[0]
+            fields[key] = json_schema(value, owner=owner)
+        return _object(hint, fields, [k for k in hints if k in required_keys])
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         props: dict[str, Any] = {}

@@ -122,10 +122,12 @@ class AskParams:
     max_tokens: int | None = None
     conversation_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    #: From a route's body: the names of the tools to offer (within ``AI_SSE_TOOLS``).
-    tools: list[str] | None = None
+    #: Tools to offer: names (a route's body, narrowed to ``AI_SSE_TOOLS``), or from
+    #: the Python API also functions and client-tool dicts (see :mod:`flask_ai_sse.tools`).
+    tools: list[Any] | None = None
     tool_choice: str | None = None
     schema: dict[str, Any] | None = None
+    max_steps: int | None = None
 
 
 def _text(name: str, value: Any, limit: int, *, allow_empty: bool = False) -> str:

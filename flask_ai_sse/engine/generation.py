@@ -201,7 +201,7 @@ class Generation:
     def summary(self) -> dict[str, Any]:
         """The ``done`` event's data."""
         answer = self.answer
-        return {
+        summary: dict[str, Any] = {
             "finish_reason": self.finish_reason,
             "raw_finish_reason": answer.raw_finish_reason,
             "usage": answer.usage.to_dict() if answer.usage else None,
@@ -209,6 +209,11 @@ class Generation:
             "provider": answer.provider,
             "stream_id": self.stream_id,
         }
+        if answer.steps:  # a stream with tools or a schema (flask_ai_sse.steps)
+            summary["steps"] = answer.steps
+        if answer.output is not None:
+            summary["output"] = answer.output
+        return summary
 
     def progress(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started_at

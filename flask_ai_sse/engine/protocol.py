@@ -5,7 +5,9 @@
     retry: 3000                      once per connection
     event: start   id  data {...}    stream_id, model, provider, ...
     id  data {"content": "..."}      text, as unnamed (message) events
-    event: reasoning / tool_call / progress
+    event: reasoning / progress
+    event: tool_call_delta            a piece of a call as it streams
+    event: tool_call / tool_result    a whole call {id, name, arguments}; its result
     event: done | error  id  data    exactly one terminal event
     data: [DONE]                     no id
 
@@ -50,5 +52,9 @@ def encode_chunk(stream_id: str, seq: int, chunk: Chunk) -> bytes | None:
     if chunk.kind == "reasoning":
         return encode_event(stream_id, seq, {"content": chunk.text}, "reasoning")
     if chunk.kind == "tool_call" and chunk.tool_call is not None:
-        return encode_event(stream_id, seq, chunk.tool_call.to_dict(), "tool_call")
+        return encode_event(stream_id, seq, chunk.tool_call.to_dict(), "tool_call_delta")
+    if chunk.kind == "tool_call_end":
+        return encode_event(stream_id, seq, chunk.data, "tool_call")
+    if chunk.kind == "tool_result":
+        return encode_event(stream_id, seq, chunk.data, "tool_result")
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..chunks import Message
+from ..chunks import Message, text_of
 
 #: Characters per token for the estimate: about right for English with the common
 #: tokenizers, and deliberately not a tokenizer (no model-specific dependency).
@@ -50,12 +50,12 @@ def trim_history(
     system = [m for m in history if m["role"] == "system"]
     others = [m for m in history if m["role"] != "system"]
     fixed = [*system, *new]
-    chars = sum(len(m["content"]) for m in fixed)
-    tokens = sum(approx_tokens(m["content"]) for m in fixed)
+    chars = sum(len(text_of(m["content"])) for m in fixed)
+    tokens = sum(approx_tokens(text_of(m["content"])) for m in fixed)
     kept: list[Message] = []
     for message in reversed(others):
-        size = len(message["content"])
-        cost = approx_tokens(message["content"])
+        size = len(text_of(message["content"]))
+        cost = approx_tokens(text_of(message["content"]))
         if not budget.fits(len(kept) + 1, chars + size, tokens + cost):
             break
         kept.append(message)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context
 
 from ..chunks import Message as ChatMessage
+from ..chunks import text_of
 from ..errors import AISSEError, NotFound, ValidationError
 from .history import HistoryBudget, trim_history
 from .models import ConversationMixin, MessageMixin, Models, utcnow
@@ -122,7 +123,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _title(messages: Sequence[ChatMessage]) -> str | None:
     """A conversation's default title: the start of its first user message."""
-    text = next((m["content"] for m in messages if m["role"] == "user"), "")
+    text = next((text_of(m["content"]) for m in messages if m["role"] == "user"), "")
     text = " ".join(text.split())
     if not text:
         return None
@@ -328,7 +329,9 @@ class ConversationStore:
             conversation = self._get(session, conversation_id, owner)
             earlier = self._history(session, conversation_id) if history else []
             for message in new:
-                session.add(self._message(conversation_id, message["role"], message["content"]))
+                session.add(
+                    self._message(conversation_id, message["role"], text_of(message["content"]))
+                )
             answer = self._message(conversation_id, role, "", "streaming", meta)
             session.add(answer)
             if conversation.title is None:

@@ -148,7 +148,13 @@ def contents(history: list[Message]) -> list[dict[str, Any]]:
         for call in m.get("tool_calls", ()):
             names[call["id"]] = call["name"]
             parts.append(
-                {"functionCall": {"id": call["id"], "name": call["name"], "args": call["arguments"]}}
+                {
+                    "functionCall": {
+                        "id": call["id"],
+                        "name": call["name"],
+                        "args": call["arguments"],
+                    }
+                }
             )
         out.append({"role": "model" if m["role"] == "assistant" else "user", "parts": parts})
     for content in out:

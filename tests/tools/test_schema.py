@@ -32,7 +32,10 @@ from flask_ai_sse.tools import ToolRegistry, json_schema, make_tool, parse_docst
         (int | None, {"type": ["integer", "null"]}),
         (Literal["x"] | None, {"type": ["string", "null"], "enum": ["x", None]}),
         (int | str, {"anyOf": [{"type": "integer"}, {"type": "string"}]}),
-        (list[int] | None, {"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}),
+        (
+            list[int] | None,
+            {"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}]},
+        ),
         (Any, {}),
     ],
 )
@@ -99,7 +102,9 @@ def test_undocumented_dataclass_has_no_signature_as_description():
 
 
 def test_function_schema_google_docstring():
-    def get_order(order_id: str, include_items: bool = False, unit: Literal["eur", "usd"] = "eur") -> dict:
+    def get_order(
+        order_id: str, include_items: bool = False, unit: Literal["eur", "usd"] = "eur"
+    ) -> dict:
         """Look up an order by its number.
 
         Used by the support desk.
@@ -231,7 +236,11 @@ def test_registry_decorator_and_resolve():
         return a + b
 
     assert now() == "noon" and add(1, 2) == 3  # the functions stay as they were
-    client = {"name": "pick_color", "description": "Let the user pick.", "parameters": {"type": "object", "properties": {}}}
+    client = {
+        "name": "pick_color",
+        "description": "Let the user pick.",
+        "parameters": {"type": "object", "properties": {}},
+    }
 
     def extra(n: int) -> int:
         return n
