@@ -15,6 +15,7 @@ from .engine.custom import End, error_event
 from .errors import (
     AISSEError,
     ConfigurationError,
+    InvalidOutput,
     NotFound,
     ProviderError,
     ProviderTimeout,
@@ -24,6 +25,8 @@ from .errors import (
 )
 from .extension import AISSE
 from .sse import Comment, ServerSentEvent
+from .steps import ToolError
+from .tools import Tool
 
 __all__ = [
     "AISSE",
@@ -34,12 +37,15 @@ __all__ = [
     "Comment",
     "ConfigurationError",
     "End",
+    "InvalidOutput",
     "NotFound",
     "ProviderError",
     "ProviderTimeout",
     "ServerSentEvent",
     "StoreError",
     "StreamTimeout",
+    "Tool",
+    "ToolError",
     "Usage",
     "ValidationError",
     "__version__",
