@@ -160,7 +160,7 @@ def test_raising_tool_becomes_an_error_result_the_model_sees(caplog):
     ],
 )
 def test_bad_arguments_become_a_tool_error(arguments, problem):
-    app, ai, provider = make(
+    app, ai, _ = make(
         [FakeReply(text="", tool_calls=[FakeToolCall("get_order", arguments, id="c1")]), "ok"]
     )
     ran = []
@@ -259,11 +259,7 @@ def test_cancel_during_a_tool_ends_at_once_and_opens_no_next_step():
         return "late"
 
     with app.test_request_context():
-        gen = ai.start_generation(
-            ai._params(ai.state(), "x", None, None, None, None, None)
-            if False
-            else _params(ai, tools=["slow"])
-        )
+        gen = ai.start_generation(_params(ai, tools=["slow"]))
     assert started.wait(5)
     t0 = time.monotonic()
     gen.abort("cancelled")
