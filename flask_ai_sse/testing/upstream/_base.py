@@ -44,9 +44,27 @@ Item = tuple[str, Any]
 
 @dataclass(frozen=True)
 class MockToolCall:
+    """A scripted call; ``arguments`` as a string goes out verbatim (e.g. broken JSON)
+    where the format streams arguments as text (OpenAI, Anthropic)."""
+
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str
     id: str = "call_mock_1"
+
+    @property
+    def text(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    @property
+    def object(self) -> dict[str, Any]:
+        """The arguments as an object, for formats that carry one (``{}`` if they don't parse)."""
+        if isinstance(self.arguments, dict):
+            return self.arguments
+        try:
+            value = json.loads(self.arguments)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass
@@ -107,7 +125,7 @@ class MockReply:
             yield "text", piece
         for index, call in enumerate(self.tool_calls):
             yield "tool", (index, call)
-            arguments = json.dumps(call.arguments)
+            arguments = call.text
             half = len(arguments) // 2
             yield "tool_args", (index, arguments[:half])
             yield "tool_args", (index, arguments[half:])

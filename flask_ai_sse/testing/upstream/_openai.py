@@ -105,7 +105,7 @@ class OpenAIMock(MockUpstream):
                 {
                     "id": tool.id,
                     "type": "function",
-                    "function": {"name": tool.name, "arguments": json.dumps(tool.arguments)},
+                    "function": {"name": tool.name, "arguments": tool.text},
                 }
                 for tool in reply.tool_calls
             ]
