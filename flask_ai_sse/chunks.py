@@ -157,6 +157,8 @@ class Answer:
     data: Any = None
     #: How many upstream requests the answer took (tools run between them).
     steps: int = 1
+    #: The steps that called tools, with their text, calls and results (for history).
+    turns: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,8 +188,12 @@ class AnswerBuilder:
         self.raw_finish_reason: str | None = None
         self.usage: Usage | None = None
         self.chunks = 0
-        #: Whole calls of the current step (``tool_call_end``), and earlier steps' turns.
+        #: Whole calls of the current step (``tool_call_end``) and their results.
         self.calls: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        #: Earlier steps that called tools: ``{"content", "tool_calls", "results"}`` each.
+        self.turns: list[dict[str, Any]] = []
+        self._step_start = 0
         self.output: Any = None
         self.steps = 0
 
@@ -212,10 +218,18 @@ class AnswerBuilder:
             self.usage = chunk.usage
         elif chunk.kind == "tool_call_end":
             self.calls.append(chunk.data)
+        elif chunk.kind == "tool_result":
+            self.results.append(chunk.data)
         elif chunk.kind == "step":
             self.steps += 1
+            if self.calls:
+                step_text = "".join(self.text_parts[self._step_start :])
+                self.turns.append(
+                    {"content": step_text, "tool_calls": self.calls, "results": self.results}
+                )
+            self._step_start = len(self.text_parts)
             self.tool_calls.clear()
-            self.calls = []
+            self.calls, self.results = [], []
         elif chunk.kind == "output":
             self.output = chunk.data
         if chunk.model:
@@ -237,4 +251,5 @@ class AnswerBuilder:
             tool_calls=self.calls or [self.tool_calls[i] for i in sorted(self.tool_calls)],
             data=self.output,
             steps=max(self.steps, 1),
+            turns=self.turns,
         )

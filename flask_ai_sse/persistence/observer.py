@@ -20,6 +20,7 @@ from ..chunks import Answer, AnswerBuilder, Chunk
 from ..engine import Engine, Generation, Observer
 from ..errors import ValidationError
 from ..validation import AskParams
+from .replay import answer_tool_meta
 from .store import MessageStream
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class PersistObserver:
         meta = {
             **generation.stats(),
             **answer_meta(generation.answer),
+            **answer_tool_meta(generation.answer),
             "finish_reason": generation.finish_reason,
         }
         reason = generation.abort_reason
@@ -97,7 +99,12 @@ class Turn:
         if self.message is not None:
             self.message.meta.pop("stream_id", None)  # no stream to attach to
             self.message.append(answer.text, flush=False)
-            self.message.complete(meta=answer_meta(answer))
+            meta = answer_meta(answer)
+            if answer.turns:
+                meta["tool_turns"] = answer.turns
+            if answer.finish_reason == "tool_calls" and answer.tool_calls:
+                meta["tool_calls"] = answer.tool_calls
+            self.message.complete(meta=meta)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from ..chunks import text_of
 from ..errors import AISSEError, NotFound, ValidationError
 from .history import HistoryBudget, trim_history
 from .models import ConversationMixin, MessageMixin, Models, utcnow
+from .replay import message_meta, replay
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_ai_sse")
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 TITLE_CHARS = 80
 #: How old a ``streaming`` message must be to count as interrupted when the
 #: stream timeout is off (0): no live stream goes a day without a write.
@@ -329,9 +330,9 @@ class ConversationStore:
             conversation = self._get(session, conversation_id, owner)
             earlier = self._history(session, conversation_id) if history else []
             for message in new:
-                session.add(
-                    self._message(conversation_id, message["role"], text_of(message["content"]))
-                )
+                text = text_of(message["content"])
+                extra = message_meta(message) or None
+                session.add(self._message(conversation_id, message["role"], text, meta=extra))
             answer = self._message(conversation_id, role, "", "streaming", meta)
             session.add(answer)
             if conversation.title is None:
@@ -357,15 +358,16 @@ class ConversationStore:
     def _history(self, session: Session, conversation_id: str) -> builtins.list[ChatMessage]:
         """Earlier messages worth sending: ended, not empty; all system ones, the newest others."""
         M = self.Message
-        usable = sa.select(M.role, M.content).where(
-            M.conversation_id == conversation_id, M.status != "streaming", M.content != ""
+        usable = sa.select(M.role, M.content, M.meta).where(
+            M.conversation_id == conversation_id, M.status != "streaming"
         )
         system = session.execute(usable.where(M.role == "system").order_by(M.id)).all()
         others = usable.where(M.role != "system").order_by(M.id.desc())
         if self.settings.budget.max_messages:
             others = others.limit(self.settings.budget.max_messages)
         rows = [*system, *reversed(session.execute(others).all())]
-        return [cast(ChatMessage, {"role": role, "content": content}) for role, content in rows]
+        # Tool calls, results and parts live in meta (see .replay).
+        return [m for role, content, meta in rows for m in replay(role, content, meta)]
 
     # -- writes of a streaming message ----------------------------------------------
 

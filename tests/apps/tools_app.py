@@ -2,7 +2,8 @@
 
 ``get_order`` answers at once, ``slow_lookup`` takes ``SLOW_SECONDS`` and then
 touches ``TOOL_MARKER`` (so a test knows it finished), ``boom`` raises, and
-``danger`` is registered but never listed in ``AI_SSE_TOOLS``.
+``danger`` is registered but never listed in ``AI_SSE_TOOLS``. With
+``SQLALCHEMY_DATABASE_URI`` set, conversations persist (``AISSE(app, db=db)``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ def create_app() -> Flask:
         TOOL_MARKER="",
     )
     app.config.from_prefixed_env(prefix="APP")
-    ai = AISSE(app)
+    db = None
+    if app.config.get("SQLALCHEMY_DATABASE_URI"):
+        from flask_sqlalchemy import SQLAlchemy
+
+        db = SQLAlchemy(app)
+    ai = AISSE(app, db=db)
+    if db is not None:
+        with app.app_context():
+            db.create_all()
 
     @ai.tool
     def get_order(order_id: str) -> dict[str, str]:

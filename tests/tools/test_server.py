@@ -59,6 +59,7 @@ def stack(
                 "AI_SSE_MAX_PARTS": 4,
                 "SLOW_SECONDS": 1.5,
                 "TOOL_MARKER": str(marker),
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{marker.parent / 'chat.db'}",
             },
             app="tests.apps.tools_app:create_app()",
         )
@@ -488,3 +489,37 @@ def test_ask_route_runs_tools(stack: Stack) -> None:
     answer = resp.json()
     assert (answer["text"], answer["steps"], answer["finish_reason"]) == ("Shipped.", 2, "stop")
     assert len(stack.mock.requests) == 2
+
+
+def test_a_persisted_tool_conversation_is_replayed_on_the_next_turn(stack: Stack) -> None:
+    cid = requests.post(f"{stack.url}/ai/conversations", json={}, timeout=5).json()["id"]
+    stack.mock.script(
+        MockReply(text="Checking.", tool_calls=[ORDER], finish_reason="tool_calls"),
+        MockReply(text="It has shipped."),
+        MockReply(text="You are welcome."),
+    )
+    first = run(stack, prompt="Where is A-1?", conversation_id=cid)
+    call_id = data(first, "tool_call")[0]["id"]
+    second = run(stack, prompt="Thanks!", conversation_id=cid)
+    assert second.text == "You are welcome."
+    body = stack.bodies()[2]  # the second turn's request
+    key = "contents" if stack.name == "gemini" else "messages"
+    sent = body[key]
+    assert len(sent) == 5
+    expect_tool_turn(stack.name, {key: sent[:3]}, call_id)
+    if stack.name == "gemini":
+        assert [c["parts"] for c in (sent[0], sent[3], sent[4])] == [
+            [{"text": "Where is A-1?"}],
+            [{"text": "It has shipped."}],
+            [{"text": "Thanks!"}],
+        ]
+    else:
+        assert [(m["role"], m["content"]) for m in (sent[0], sent[3], sent[4])] == [
+            ("user", "Where is A-1?"),
+            ("assistant", "It has shipped."),
+            ("user", "Thanks!"),
+        ]
+    stored = requests.get(f"{stack.url}/ai/conversations/{cid}", timeout=5).json()
+    answer = stored["messages"][1]
+    assert answer["content"] == "Checking.It has shipped."
+    assert answer["meta"]["tool_turns"][0]["tool_calls"][0]["id"] == call_id

@@ -1,0 +1,108 @@
+"""Tool calls and results in stored history: replayed whole, never cut apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_ai_sse.chunks import AnswerBuilder, Chunk
+from flask_ai_sse.persistence import HistoryBudget, trim_history
+from flask_ai_sse.persistence.replay import answer_tool_meta, message_meta, pair_tool_calls, replay
+
+CALL = {"id": "c1", "name": "get_order", "arguments": {"order_id": "A1"}}
+
+
+def m(role: str, content: str, **extra: Any) -> Any:
+    return {"role": role, "content": content, **extra}
+
+
+def test_an_answer_with_tool_steps_is_stored_and_replayed() -> None:
+    answer = AnswerBuilder(model="m", provider="p")
+    for chunk in [
+        Chunk("step", data={"step": 1}),
+        Chunk("text", "Looking. "),
+        Chunk("tool_call_end", data=CALL),
+        Chunk("tool_result", data={"id": "c1", "name": "get_order", "result": {"ok": True}}),
+        Chunk("step", data={"step": 2}),
+        Chunk("text", "Shipped."),
+        Chunk.finish("stop"),
+    ]:
+        answer.add(chunk)
+    meta = answer_tool_meta(answer)
+    assert meta == {
+        "tool_turns": [
+            {
+                "content": "Looking. ",
+                "tool_calls": [CALL],
+                "results": [{"id": "c1", "name": "get_order", "result": {"ok": True}}],
+            }
+        ]
+    }
+    assert replay("assistant", answer.text, meta) == [
+        m("assistant", "Looking. ", tool_calls=[CALL]),
+        m("tool", '{"ok": true}', tool_call_id="c1"),
+        m("assistant", "Shipped."),
+    ]
+
+
+def test_client_tool_calls_are_kept_for_the_next_turn() -> None:
+    answer = AnswerBuilder(model="m", provider="p")
+    for chunk in [Chunk("step"), Chunk("tool_call_end", data=CALL), Chunk.finish("tool_calls")]:
+        answer.add(chunk)
+    meta = answer_tool_meta(answer)
+    assert meta == {"tool_calls": [CALL]}
+    assert replay("assistant", "", meta) == [m("assistant", "", tool_calls=[CALL])]
+    tool = m("tool", "blue", tool_call_id="c1")
+    assert message_meta(tool) == {"tool_call_id": "c1"}
+    assert replay("tool", "blue", {"tool_call_id": "c1"}) == [tool]
+
+
+def test_parts_are_kept_in_meta() -> None:
+    parts = [{"type": "text", "text": "What?"}, {"type": "image", "url": "https://x/y.png"}]
+    meta = message_meta(m("user", parts))
+    assert meta == {"parts": parts}
+    assert replay("user", "What?", meta) == [m("user", parts)]
+
+
+def test_unanswered_calls_and_orphan_results_are_dropped() -> None:
+    other = {**CALL, "id": "c2"}
+    messages = [
+        m("user", "u"),
+        m("assistant", "", tool_calls=[CALL, other]),
+        m("tool", "r1", tool_call_id="c1"),
+        m("tool", "stray", tool_call_id="zz"),
+        m("assistant", "", tool_calls=[{**CALL, "id": "c3"}]),  # cancelled: no result
+        m("assistant", "done"),
+    ]
+    assert pair_tool_calls(messages) == [
+        m("user", "u"),
+        m("assistant", "", tool_calls=[CALL]),
+        m("tool", "r1", tool_call_id="c1"),
+        m("assistant", "done"),
+    ]
+
+
+HISTORY = [
+    m("user", "u1"),
+    m("assistant", "", tool_calls=[CALL]),
+    m("tool", "r1", tool_call_id="c1"),
+    m("assistant", "a1"),
+    m("user", "u2"),
+    m("assistant", "a2"),
+]
+
+
+def test_the_trimmer_never_separates_a_call_from_its_result() -> None:
+    new = [m("user", "u3")]
+    for count in range(0, 8):
+        sent = trim_history(HISTORY, new, HistoryBudget(max_messages=count))
+        ids = [x.get("tool_call_id") for x in sent if x["role"] == "tool"]
+        calls = [c["id"] for x in sent for c in x.get("tool_calls", ())]
+        assert ids == calls, (count, sent)
+        assert sent[0]["role"] == "user"
+    # 4 messages fit: the tool unit (call, result, answer) would need the user before it
+    assert trim_history(HISTORY, new, HistoryBudget(max_messages=4)) == [
+        m("user", "u2"),
+        m("assistant", "a2"),
+        *new,
+    ]
+    assert trim_history(HISTORY, new, HistoryBudget(max_messages=6)) == [*HISTORY, *new]
