@@ -284,9 +284,10 @@ def validate(
     if prompt is not None:
         text = _text("prompt", prompt, limits.max_prompt_chars)
         msgs.append({"role": "user", "content": text})
-    if require_prompt and not any(m["role"] == "user" for m in msgs):
+    # A turn that only brings a client tool's results (role tool) continues the last one.
+    if require_prompt and not any(m["role"] in ("user", "tool") for m in msgs):
         raise ValidationError(
-            "Send a 'prompt', or 'messages' with at least one user message.",
+            "Send a 'prompt', or 'messages' with at least one user (or tool) message.",
             type="missing_prompt",
             field="prompt",
         )

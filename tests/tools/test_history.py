@@ -106,3 +106,48 @@ def test_the_trimmer_never_separates_a_call_from_its_result() -> None:
         *new,
     ]
     assert trim_history(HISTORY, new, HistoryBudget(max_messages=6)) == [*HISTORY, *new]
+
+
+def test_client_tool_turn_with_a_conversation(tmp_path: Any) -> None:
+    """The client runs the tool and sends only its result: the stored call is replayed."""
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_ai_sse import AISSE
+    from flask_ai_sse.testing import FakeProvider, FakeReply, FakeToolCall, collect
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = SQLAlchemy(app)
+    provider = FakeProvider(
+        script=[
+            FakeReply(text="", tool_calls=[FakeToolCall("pick_color", {}, id="c9")]),
+            FakeReply(text="Blue, then."),
+        ],
+        delay=0,
+    )
+    ai = AISSE(app, db=db, provider=provider)
+    with app.app_context():
+        db.create_all()
+    pick = {"name": "pick_color", "parameters": {"type": "object", "properties": {}}}
+
+    @app.post("/chat/<cid>")
+    def chat(cid: str) -> Any:
+        from flask import request
+
+        return ai.ask_stream(messages=request.json, conversation=cid, tools=[pick])
+
+    client = app.test_client()
+    cid = client.post("/ai/conversations", json={}).json["id"]
+    first = collect(
+        client.post(f"/chat/{cid}", json=[{"role": "user", "content": "Pick a color"}]).response
+    )
+    assert [e.event for e in first.events].count("tool_call") == 1
+    tool_turn = [{"role": "tool", "tool_call_id": "c9", "content": "blue"}]
+    second = collect(client.post(f"/chat/{cid}", json=tool_turn).response)
+    assert second.text == "Blue, then."
+    assert provider.requests[1].messages == [
+        m("user", "Pick a color"),
+        m("assistant", "", tool_calls=[{"id": "c9", "name": "pick_color", "arguments": {}}]),
+        m("tool", "blue", tool_call_id="c9"),
+    ]
