@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import json
 import logging
+import queue
 import secrets
 import threading
 import time
@@ -145,7 +146,7 @@ class StepStream(ChunkStream):
         self.max_steps = max(1, max_steps)
         self.tool_timeout = tool_timeout
         self.invoke = invoke
-        self._wake: threading.Event | None = None
+        self._wake: queue.Queue[Any] | None = None
         self._lock = threading.Lock()
         self.steps = 0
 
@@ -156,7 +157,7 @@ class StepStream(ChunkStream):
             super().abort()
             self._current.abort()
             if self._wake is not None:
-                self._wake.set()
+                self._wake.put(None)
 
     def close(self) -> None:
         self._current.close()
@@ -202,11 +203,12 @@ class StepStream(ChunkStream):
                 for c in calls
             )
             if server and self.steps < self.max_steps:
-                results = self._run(calls, bad)
-                if results is None:  # aborted while the tools ran
-                    return
-                for result in results:
+                results: list[dict[str, Any]] = [{} for _ in calls]
+                for i, result in self._run(calls, bad):  # each as soon as it ends
+                    results[i] = result
                     yield Chunk("tool_result", data=result)
+                if self.aborted:  # while the tools ran: their results are dropped
+                    return
                 if step_usage is not None:
                     yield Chunk("usage", usage=total)
                 messages.append(
@@ -266,43 +268,42 @@ class StepStream(ChunkStream):
                 return False
         return True
 
-    def _run(self, calls: list[ToolCall], bad: dict[str, str]) -> list[dict[str, Any]] | None:
-        """Run the calls at once, each within the timeout; ``None`` when aborted."""
-        results: list[dict[str, Any] | None] = [None] * len(calls)
-        wake = threading.Event()
-        remaining = [len(calls)]
+    def _run(
+        self, calls: list[ToolCall], bad: dict[str, str]
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Run the calls at once; ``(index, result)`` as each ends, timeouts last.
+
+        Ends early (and the caller sees ``aborted``) when the stream is aborted.
+        """
+        ended: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
         with self._lock:
             if self.aborted:
-                return None
-            self._wake = wake
+                return
+            self._wake = ended
 
         def work(i: int, call: ToolCall) -> None:
-            result = self._run_one(call, bad.get(call["id"]))
-            with self._lock:
-                results[i] = result
-                remaining[0] -= 1
-                if remaining[0] == 0:
-                    wake.set()
+            ended.put((i, self._run_one(call, bad.get(call["id"]))))
 
-        for i, call in enumerate(calls):
-            spawn(functools.partial(work, i, call), name=f"ai-sse-tool-{call['name']}")
-        deadline = time.monotonic() + self.tool_timeout
-        while not wake.is_set() and (left := deadline - time.monotonic()) > 0:
-            wake.wait(left)
-        with self._lock:
-            self._wake = None
-            if self.aborted:
-                return None
-            return [
-                r
-                if r is not None
-                else _error(
-                    calls[i],
-                    "timeout",
-                    f"The tool did not answer within {self.tool_timeout:g} seconds.",
-                )
-                for i, r in enumerate(results)
-            ]
+        try:
+            for i, call in enumerate(calls):
+                spawn(functools.partial(work, i, call), name=f"ai-sse-tool-{call['name']}")
+            pending = set(range(len(calls)))
+            deadline = time.monotonic() + self.tool_timeout
+            while pending and (left := deadline - time.monotonic()) > 0:
+                try:
+                    item = ended.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item is None or self.aborted:  # abort() wakes us with None
+                    return
+                pending.discard(item[0])
+                yield item
+            message = f"The tool did not answer within {self.tool_timeout:g} seconds."
+            for i in sorted(pending):
+                yield i, _error(calls[i], "timeout", message)
+        finally:
+            with self._lock:
+                self._wake = None
 
     def _run_one(self, call: ToolCall, problem: str | None) -> dict[str, Any]:
         tool = self.tools.get(call["name"])

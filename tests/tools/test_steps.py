@@ -108,7 +108,7 @@ def test_parallel_calls_run_at_once():
 
     with app.test_request_context():
         result = collect(ai.ask_stream("x", tools=[slow]))
-    assert [r["result"] for r in named(result, "tool_result")] == [0, 10, 20]
+    assert sorted(r["result"] for r in named(result, "tool_result")) == [0, 10, 20]
 
 
 def test_raising_tool_becomes_an_error_result_the_model_sees(caplog):
@@ -367,3 +367,33 @@ def test_bad_tool_arguments_to_the_api_are_refused_before_upstream():
         with pytest.raises(ValidationError, match="schema"):
             ai.ask("x", schema={"type": "no-such-type"})
     assert provider.requests == []
+
+
+def test_a_fast_result_is_streamed_before_a_slow_one_ends():
+    calls = [FakeToolCall("slow", {}, id="s"), FakeToolCall("fast", {}, id="f")]
+    app, ai, provider = make([FakeReply(text="", tool_calls=calls), FakeReply(text="ok")])
+    release = threading.Event()
+
+    @ai.tool
+    def slow() -> str:
+        release.wait(5)
+        return "slow"
+
+    @ai.tool
+    def fast() -> str:
+        return "fast"
+
+    with app.test_request_context():
+        chunks = ai.stream("x", tools=["slow", "fast"])
+        for chunk in chunks:
+            if chunk.kind == "tool_result":
+                assert chunk.data["result"] == "fast"  # slow is still waiting
+                release.set()
+                break
+        rest = [c for c in chunks if c.kind == "tool_result"]
+    assert [c.data["result"] for c in rest] == ["slow"]
+    # upstream gets the results in the calls' order
+    assert [m["tool_call_id"] for m in provider.requests[1].messages if m["role"] == "tool"] == [
+        "s",
+        "f",
+    ]
