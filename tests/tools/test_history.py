@@ -151,3 +151,48 @@ def test_client_tool_turn_with_a_conversation(tmp_path: Any) -> None:
         m("assistant", "", tool_calls=[{"id": "c9", "name": "pick_color", "arguments": {}}]),
         m("tool", "blue", tool_call_id="c9"),
     ]
+
+
+def test_ask_with_tools_and_a_conversation_stores_the_tool_turn(tmp_path: Any) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_ai_sse import AISSE
+    from flask_ai_sse.testing import FakeProvider, FakeReply, FakeToolCall
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = SQLAlchemy(app)
+    provider = FakeProvider(
+        script=[
+            FakeReply(text="", tool_calls=[FakeToolCall("double", {"n": 4}, id="d1")]),
+            FakeReply(text="Eight."),
+            FakeReply(text="Yes."),
+        ],
+        delay=0,
+    )
+    ai = AISSE(app, db=db, provider=provider)
+
+    @ai.tool
+    def double(n: int) -> int:
+        return 2 * n
+
+    with app.app_context():
+        db.create_all()
+    from flask_ai_sse.validation import validate
+
+    with app.test_request_context():
+        cid = ai.conversations.create().id
+        limits = ai.state().limits
+        first = validate(prompt="Double 4?", conversation_id=cid, limits=limits)
+        first.tools = ["double"]
+        answer = ai.complete(first)  # what POST /ask does
+        assert (answer.text, answer.steps) == ("Eight.", 2)
+        ai.complete(validate(prompt="Sure?", conversation_id=cid, limits=limits))
+    assert provider.requests[2].messages == [
+        m("user", "Double 4?"),
+        m("assistant", "", tool_calls=[{"id": "d1", "name": "double", "arguments": {"n": 4}}]),
+        m("tool", "8", tool_call_id="d1"),
+        m("assistant", "Eight."),
+        m("user", "Sure?"),
+    ]
