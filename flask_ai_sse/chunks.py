@@ -11,7 +11,7 @@ from typing import Any, Literal, TypedDict
 
 Role = Literal["system", "user", "assistant", "tool"]
 #: ``tool_call`` is a piece of a call as the provider streamed it; with tools or a
-#: schema (see :mod:`flask_ai_sse.steps`) come ``tool_call_end`` (a whole call),
+#: schema (see :mod:`flask_ai_sse._steps`) come ``tool_call_end`` (a whole call),
 #: ``tool_result``, ``step`` (a new upstream request begins) and ``output``.
 ChunkKind = Literal[
     "text",
@@ -42,7 +42,7 @@ class _MessageBase(TypedDict):
 
 
 class Message(_MessageBase, total=False):
-    """``content`` is text or a list of parts (see :mod:`flask_ai_sse.parts`)."""
+    """``content`` is text or a list of parts (see :mod:`flask_ai_sse._parts`)."""
 
     #: role ``tool``: the call this message answers.
     tool_call_id: str
@@ -125,20 +125,32 @@ class Chunk:
 
 @dataclass(slots=True)
 class ChatRequest:
-    """What to ask: provider-neutral, validated before it gets here."""
+    """What to ask: provider-neutral, one type from validation to the provider.
+
+    ``conversation_id`` names a stored conversation (persistence): its history is
+    added to ``messages`` before the request goes upstream. ``options`` are the
+    adapter's extra body fields.
+    """
 
     messages: list[Message]
     model: str
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    conversation_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    #: Tools offered to the model, and how it may choose (``auto``, ``none``,
-    #: ``required`` or a tool's name).
+    #: Tools offered to the model (what the adapter translates), and how it may
+    #: choose (``auto``, ``none``, ``required`` or a tool's name).
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: str | None = None
     #: A JSON Schema the answer must follow (structured output).
     schema: dict[str, Any] | None = None
+    #: ``tools=`` as the caller gave them (registered names, functions, client-tool
+    #: dicts; on the routes, names within ``AI_SSE_TOOLS``), resolved into ``tools``
+    #: when the request is opened (see :mod:`flask_ai_sse._steps`).
+    requested_tools: list[Any] | None = None
+    #: The most upstream requests the step loop may make (``None``: ``AI_SSE_MAX_STEPS``).
+    max_steps: int | None = None
 
 
 @dataclass(slots=True)

@@ -280,15 +280,18 @@ def test_authorize_hook_runs_once_per_request():
 
 
 def test_fallbacks_get_their_own_options_not_the_primarys():
-    from flask_ai_sse import constants as C
-    from flask_ai_sse.extension import _provider_config
+    from flask_ai_sse._settings import read_settings
 
-    config = dict(C.DEFAULTS)
-    config[C.PROVIDER] = "openai"
-    config[C.PROVIDER_OPTIONS] = {"headers": {"X-Primary": "1"}}
-    primary = _provider_config(config)
-    other = _provider_config(config, {"provider": "anthropic"})
-    mine = _provider_config(config, {"provider": "gemini", "options": {"x": 1}})
+    config = {
+        "AI_SSE_PROVIDER": "openai",
+        "AI_SSE_PROVIDER_OPTIONS": {"headers": {"X-Primary": "1"}},
+        "AI_SSE_FALLBACKS": [
+            {"provider": "anthropic"},
+            {"provider": "gemini", "options": {"x": 1}},
+        ],
+    }
+    settings = read_settings(config, {})
+    primary, (other, mine) = settings.provider, settings.fallbacks
     assert primary.options == {"headers": {"X-Primary": "1"}}
     assert other.options == {}
     assert mine.options == {"x": 1}

@@ -209,7 +209,7 @@ class Generation:
             "provider": answer.provider,
             "stream_id": self.stream_id,
         }
-        if answer.steps:  # a stream with tools or a schema (flask_ai_sse.steps)
+        if answer.steps:  # a stream with tools or a schema (flask_ai_sse._steps)
             summary["steps"] = answer.steps
         if answer.output is not None:
             summary["output"] = answer.output

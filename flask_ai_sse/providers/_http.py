@@ -34,7 +34,7 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from .. import __version__
+from .._version import __version__
 from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk, Message, text_of
 from ..errors import (
     ConfigurationError,

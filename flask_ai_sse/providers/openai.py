@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from .._parts import data_url
 from ..chunks import ChatRequest, Chunk, Message, ToolCallDelta, Usage
-from ..parts import data_url
 from ..sse import ServerSentEvent
 from ._http import HTTPProvider, StreamParser, with_options
 

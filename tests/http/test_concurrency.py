@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 
 from flask_ai_sse import AISSE
+from flask_ai_sse._settings import read_settings
+from flask_ai_sse._slots import MemorySlots, RedisSlots
 from flask_ai_sse.errors import ConfigurationError, ProviderError
-from flask_ai_sse.guards import _slots_url
-from flask_ai_sse.slots import MemorySlots, RedisSlots
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 
 from ..conftest import open_stream
@@ -120,10 +120,12 @@ def test_keys_are_counted_apart_and_the_default_is_off():
 
 
 def test_slot_storage_follows_the_stream_store_unless_named():
-    base = {"AI_SSE_STORE": "memory", "AI_SSE_MAX_STREAMS_STORAGE": None}
-    assert _slots_url(base) == "memory"
-    assert _slots_url({**base, "AI_SSE_STORE": "redis://h/1"}) == "redis://h/1"
-    assert _slots_url({**base, "AI_SSE_MAX_STREAMS_STORAGE": "redis://x/2"}) == "redis://x/2"
+    def slots_url(**config):
+        return read_settings(config, {}).guards.slots_url
+
+    assert slots_url() == "memory"
+    assert slots_url(AI_SSE_STORE="redis://h/1") == "redis://h/1"
+    assert slots_url(AI_SSE_MAX_STREAMS_STORAGE="redis://x/2") == "redis://x/2"
     for bad in ({"AI_SSE_MAX_STREAMS_PER_KEY": -1}, {"AI_SSE_MAX_STREAMS_STORAGE": "mongo://"}):
         with pytest.raises(ConfigurationError):
             make_app(**bad)

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from flask_ai_sse import AISSE
-from flask_ai_sse.cors import CorsPolicy
+from flask_ai_sse._cors import CorsPolicy
 from flask_ai_sse.errors import ConfigurationError
 
 from .sse_client import call

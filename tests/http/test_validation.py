@@ -6,9 +6,9 @@ import pytest
 from flask import Flask
 
 from flask_ai_sse import AISSE
+from flask_ai_sse._validation import Limits, validate_query
 from flask_ai_sse.errors import ConfigurationError
 from flask_ai_sse.testing import collect
-from flask_ai_sse.validation import Limits, validate_query
 
 from .sse_client import call
 
@@ -97,7 +97,9 @@ def test_good_query_numbers_are_parsed(client):
     resp = client.get("/ai/stream?prompt=hi&temperature=0.7&max_tokens=64&model=fake-1")
     assert resp.status_code == 200
     assert collect(resp).ended
-    params = validate_query({"prompt": "x", "temperature": "1e0", "max_tokens": "7"}, Limits())
+    params = validate_query(
+        {"prompt": "x", "temperature": "1e0", "max_tokens": "7"}, Limits(), "fake-1"
+    )
     assert (params.temperature, params.max_tokens) == (1.0, 7)
 
 

@@ -111,7 +111,9 @@ def test_message_stream_writes_partial_text_by_chunks_and_by_time(make_app: Make
         store = ai.conversations
         cid = store.create(owner=None).id
         opened = store.start_message(cid, owner=None)
-        message = MessageStream(store, opened.id, cid, clock=lambda: now[0])
+        message = MessageStream(
+            opened.writer, opened.id, cid, interval=10, every=3, clock=lambda: now[0]
+        )
 
         def stored() -> str:
             return str(store.messages(cid, owner=None)[-1].content)

@@ -179,16 +179,16 @@ def test_ask_with_tools_and_a_conversation_stores_the_tool_turn(tmp_path: Any) -
 
     with app.app_context():
         db.create_all()
-    from flask_ai_sse.validation import validate
+    from flask_ai_sse._validation import validate
 
     with app.test_request_context():
         cid = ai.conversations.create().id
-        limits = ai.state().limits
-        first = validate(prompt="Double 4?", conversation_id=cid, limits=limits)
-        first.tools = ["double"]
+        limits = ai.state().settings.limits
+        first = validate(prompt="Double 4?", conversation_id=cid, limits=limits, default_model="m")
+        first.requested_tools = ["double"]
         answer = ai.complete(first)  # what POST /ask does
         assert (answer.text, answer.steps) == ("Eight.", 2)
-        ai.complete(validate(prompt="Sure?", conversation_id=cid, limits=limits))
+        ai.complete(validate(prompt="Sure?", conversation_id=cid, limits=limits, default_model="m"))
     assert provider.requests[2].messages == [
         m("user", "Double 4?"),
         m("assistant", "", tool_calls=[{"id": "d1", "name": "double", "arguments": {"n": 4}}]),

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from flask_ai_sse._parts import PartLimits
+from flask_ai_sse._validation import Limits, validate, validate_body
 from flask_ai_sse.chunks import ChatRequest, ToolSpec
 from flask_ai_sse.errors import ValidationError
-from flask_ai_sse.parts import PartLimits
 from flask_ai_sse.providers import anthropic, gemini, openai
-from flask_ai_sse.validation import Limits, validate, validate_body
 
 LIMITS = Limits(parts=PartLimits(max_parts=3, max_image_bytes=10, max_total_image_bytes=15))
 CALL = {"id": "c1", "name": "get_order", "arguments": {"order_id": "A1"}}
@@ -19,7 +19,7 @@ B64 = base64.b64encode(b"12345678").decode()
 
 
 def check(messages: Any, **kw: Any) -> Any:
-    return validate(messages=messages, limits=LIMITS, **kw)
+    return validate(messages=messages, limits=LIMITS, default_model="m", **kw)
 
 
 def test_tool_messages_and_calls_are_accepted() -> None:
@@ -84,8 +84,9 @@ def test_body_fields_for_tools() -> None:
     params = validate_body(
         {"prompt": "x", "tools": ["a"], "tool_choice": "required", "schema": {"type": "object"}},
         LIMITS,
+        "m",
     )
-    assert (params.tools, params.tool_choice, params.schema) == (
+    assert (params.requested_tools, params.tool_choice, params.schema) == (
         ["a"],
         "required",
         {"type": "object"},
@@ -97,7 +98,7 @@ def test_body_fields_for_tools() -> None:
         {"prompt": "x", "schema": []},
     ):
         with pytest.raises(ValidationError) as caught:
-            validate_body(body, LIMITS)
+            validate_body(body, LIMITS, "m")
         assert caught.value.type == "invalid_tools"
 
 

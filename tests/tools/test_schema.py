@@ -7,8 +7,8 @@ from typing import Any, Literal, NotRequired, Optional, TypedDict
 
 import pytest
 
+from flask_ai_sse._tools import ToolRegistry, json_schema, make_tool, parse_docstring, schema_of
 from flask_ai_sse.errors import ConfigurationError
-from flask_ai_sse.tools import ToolRegistry, json_schema, make_tool, parse_docstring, schema_of
 
 
 @pytest.mark.parametrize(

@@ -259,7 +259,7 @@ def test_cancel_during_a_tool_ends_at_once_and_opens_no_next_step():
         return "late"
 
     with app.test_request_context():
-        gen = ai.start_generation(_params(ai, tools=["slow"]))
+        gen = ai.start_generation(_params(ai, requested_tools=["slow"]))
     assert started.wait(5)
     t0 = time.monotonic()
     gen.abort("cancelled")
@@ -271,9 +271,9 @@ def test_cancel_during_a_tool_ends_at_once_and_opens_no_next_step():
 
 
 def _params(ai, **kw):
-    from flask_ai_sse.validation import validate
+    from flask_ai_sse._validation import validate
 
-    params = validate(prompt="x", limits=ai.state().limits)
+    params = validate(prompt="x", limits=ai.state().settings.limits, default_model="fake-1")
     for key, value in kw.items():
         setattr(params, key, value)
     return params

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from ._parts import TOOL_NAME
 from .chunks import ToolSpec
 from .errors import ConfigurationError
-from .parts import TOOL_NAME
 
 
 def _markers() -> list[Any]:

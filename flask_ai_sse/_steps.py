@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ._tools import Tool
 from .chunks import (
     Answer,
     AnswerBuilder,
@@ -49,7 +50,6 @@ from .chunks import (
 from .engine.spawn import spawn
 from .errors import ConfigurationError, InvalidOutput
 from .providers.base import ChunkStream
-from .tools import Tool
 
 logger = logging.getLogger("flask_ai_sse")
 
