@@ -250,6 +250,30 @@ def test_resume_in_the_middle_of_step_two(stack: Stack) -> None:
     assert len(stack.mock.requests) == 2  # no second generation
 
 
+def test_a_second_reader_sees_the_same_steps(stack: Stack) -> None:
+    stack.mock.script(
+        MockReply(text="Checking.", tool_calls=[ORDER], finish_reason="tool_calls"),
+        MockReply(text="one two three four five", delay=0.05),
+    )
+    resp = post(stack, prompt="x")
+    body = resp.iter_content(chunk_size=None)
+    decoder = SSEDecoder()
+    first: list[ServerSentEvent] = []
+    for chunk in body:
+        first += [e for e in decoder.feed(chunk) if isinstance(e, ServerSentEvent)]
+        if any(e.event == "tool_result" for e in first):
+            break
+    stream_id = first[0].json()["stream_id"]
+    second = requests.get(f"{stack.url}/ai/streams/{stream_id}", stream=True, timeout=(3, 15))
+    other = collect(second.iter_content(chunk_size=None))
+    for chunk in body:
+        first += [e for e in decoder.feed(chunk) if isinstance(e, ServerSentEvent)]
+    assert [(e.id, e.event, e.data) for e in other.events] == [
+        (e.id, e.event, e.data) for e in first
+    ]
+    assert len(stack.mock.requests) == 2
+
+
 def test_cancel_during_a_slow_tool(stack: Stack) -> None:
     slow = MockToolCall("slow_lookup", {"query": "q"}, id="call_s")
     stack.mock.script(

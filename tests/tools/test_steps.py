@@ -397,3 +397,25 @@ def test_a_fast_result_is_streamed_before_a_slow_one_ends():
         "s",
         "f",
     ]
+
+
+def test_the_stream_timeout_covers_a_tool_run():
+    app, ai, provider = make(
+        [FakeReply(text="", tool_calls=[FakeToolCall("stuck", {}, id="c1")]), "never"],
+        AI_SSE_STREAM_TIMEOUT=0.3,
+    )
+    release = threading.Event()
+
+    @ai.tool
+    def stuck() -> str:
+        release.wait(10)
+        return "late"
+
+    t0 = time.monotonic()
+    with app.test_request_context():
+        result = collect(ai.ask_stream("x", tools=["stuck"]))
+    release.set()
+    assert time.monotonic() - t0 < 5
+    assert result.terminal.event == "error"
+    assert result.terminal.json()["error"]["type"] == "timeout"
+    assert len(provider.requests) == 1
