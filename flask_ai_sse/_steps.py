@@ -259,7 +259,12 @@ class StepStream(ChunkStream):
         """Open the next step's upstream request, unless aborted first."""
         if self.aborted:
             return False
-        request = dataclasses.replace(self.request, messages=list(messages))
+        # A forced call ("required" or a name) is asked once: kept, it would make every
+        # step call again until max_steps, never letting the model answer.
+        choice = self.request.tool_choice
+        if choice not in (None, "auto", "none"):
+            choice = "auto"
+        request = dataclasses.replace(self.request, messages=list(messages), tool_choice=choice)
         stream = self._open_step(request)
         with self._lock:
             self._current = stream

@@ -356,7 +356,10 @@ def test_stream_iterator_and_task_take_tools():
             FakeReply(text="ok"),
         ]
         answer = ai.task().prompt("x").tools("one").tool_choice("required").ask()
+        requests = ai.state().provider.requests
     assert answer.steps == 2
+    # a forced call is asked once: the next step lets the model answer
+    assert [r.tool_choice for r in requests[-2:]] == ["required", "auto"]
 
 
 def test_bad_tool_arguments_to_the_api_are_refused_before_upstream():
