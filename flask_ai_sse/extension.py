@@ -247,6 +247,11 @@ class AISSE:
         """
         return open_steps(self, state, request, whole=whole)
 
+    @staticmethod
+    def _validate(state: AppState, **fields: Any) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's."""
+        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
+
     def ask_stream(
         self,
         prompt: str | None = None,
@@ -275,7 +280,8 @@ class AISSE:
         conversation_id = None
         if conversation is not None:
             conversation_id = str(getattr(conversation, "id", conversation))
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -284,8 +290,6 @@ class AISSE:
             max_tokens=max_tokens,
             conversation_id=conversation_id,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.serve(request, state=state)
@@ -396,7 +400,8 @@ class AISSE:
         (Not to be confused with ``ai.task()...stream()``, which returns a Response.)
         """
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -404,8 +409,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         _with_tools(request, tools, tool_choice, max_steps, schema)
         return ChunkIterator(self._open(state, request))
@@ -427,7 +430,8 @@ class AISSE:
     ) -> Answer:
         """The whole answer, without streaming (with ``schema=``, parsed as ``Answer.data``)."""
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -435,8 +439,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.complete(request, state=state)

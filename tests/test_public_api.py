@@ -3,6 +3,7 @@ package root exports, holds every error users may catch, and is documented."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import re
 import types
@@ -23,6 +24,10 @@ def test_all_is_exactly_what_the_root_exports():
         and name != "annotations"
     }
     assert exported | {"__version__"} == set(flask_ai_sse.__all__)
+
+
+def test_the_version_is_the_installed_distributions():
+    assert flask_ai_sse.__version__ == importlib.metadata.version("flask-ai-sse")
 
 
 def test_every_error_users_may_catch_is_exported():

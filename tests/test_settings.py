@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
 
 from flask_ai_sse import AISSE, ConfigurationError
 from flask_ai_sse import constants as C
@@ -31,11 +30,9 @@ from flask_ai_sse._settings import read_settings
         (C.REGISTER_BLUEPRINT, None, "True or False"),
     ],
 )
-def test_a_bad_value_names_its_key_and_what_it_accepts(key, value, accepts):
-    app = Flask(__name__)
-    app.config[key] = value
+def test_a_bad_value_names_its_key_and_what_it_accepts(key, value, accepts, make_app):
     with pytest.raises(ConfigurationError, match=f"{key} must be.*{accepts}"):
-        AISSE(app)
+        make_app(**{key: value})
 
 
 def test_defaults_come_from_one_table_and_are_written_back():
@@ -47,11 +44,9 @@ def test_defaults_come_from_one_table_and_are_written_back():
     assert settings.persistence.history_max_messages == C.DEFAULTS[C.HISTORY_MAX_MESSAGES]
 
 
-def test_precedence_is_argument_then_config_then_default():
-    app = Flask(__name__)
-    app.config[C.MODEL] = "from-config"
-    app.config[C.URL_PREFIX] = "/cfg"
-    ai = AISSE(app, model="from-argument")
+def test_precedence_is_argument_then_config_then_default(make_app):
+    ai = AISSE(model="from-argument")
+    app = make_app(ai, **{C.MODEL: "from-config", C.URL_PREFIX: "/cfg"})
     with app.app_context():
         assert ai.provider.model == "from-argument"
     assert app.config[C.MODEL] == "from-argument"
@@ -59,8 +54,8 @@ def test_precedence_is_argument_then_config_then_default():
     assert app.config[C.KEEPALIVE] == C.DEFAULTS[C.KEEPALIVE]
 
 
-def test_ai_provider_names_who_answers():
-    app = Flask(__name__)
-    ai = AISSE(app)
+def test_ai_provider_names_who_answers(make_app):
+    ai = AISSE()
+    app = make_app(ai)
     with app.app_context():
         assert (ai.provider.name, ai.provider.model) == ("fake", "fake-1")

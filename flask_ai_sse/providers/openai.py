@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from .._parts import data_url
 from ..chunks import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 from ..sse import ServerSentEvent
-from ._http import HTTPProvider, StreamParser, with_options
+from .http import HTTPProvider, StreamParser, with_options
 
 FINISH_REASONS = {
     "stop": "stop",

@@ -11,9 +11,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from provider_kit import KEY
 
 from flask_ai_sse.testing.upstream import MockReply, MockToolCall, MockUpstream
+
+from .provider_kit import KEY
 
 CALLS = [
     MockToolCall("get_order", {"order_id": "A-1", "lines": [1, 2]}, id="call_1"),

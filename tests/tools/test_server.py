@@ -20,6 +20,8 @@ from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from flask_ai_sse.testing import collect
 from flask_ai_sse.testing.upstream import FORMATS, MockReply, MockToolCall, MockUpstream
 
+from ..helpers import wait_until
+
 pytestmark = pytest.mark.server
 
 KEY = "sk-test-tools-0123456789"
@@ -298,19 +300,8 @@ def test_cancel_during_a_slow_tool(stack: Stack) -> None:
     assert done and done[0]["finish_reason"] == "cancelled", [(e.event, e.data) for e in events]
     assert not any(e.event == "tool_result" for e in events)
     # the tool finishes later; its result is dropped and step 2 is never opened
-    assert wait_for(stack.marker.exists, 10)
+    wait_until(stack.marker.exists, what="the slow tool to finish")
     assert len(stack.mock.requests) == 1
-
-
-def wait_for(predicate: Any, timeout: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)  # polling for a condition, not an assertion
-    return False
 
 
 def test_raising_tool(stack: Stack) -> None:

@@ -30,6 +30,7 @@ from ._server import (
     split_inside_char,
 )
 
+#: ``reset``: TCP RST; ``close``: FIN inside the chunked body; ``malformed``: a frame
 #: of broken JSON; ``no_terminator``: the body ends without the format's end marker;
 #: ``error_event``: the format's in-stream error, then the body ends.
 Fault = Literal["reset", "close", "malformed", "no_terminator", "error_event"]
