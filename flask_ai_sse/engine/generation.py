@@ -209,8 +209,8 @@ class Generation:
             "provider": answer.provider,
             "stream_id": self.stream_id,
         }
-        if answer.steps:  # a stream with tools or a schema (flask_ai_sse._steps)
-            summary["steps"] = answer.steps
+        # Upstream requests made: more than one when tools ran between them.
+        summary["steps"] = max(answer.steps, 1)
         if answer.output is not None:
             summary["output"] = answer.output
         return summary
