@@ -17,7 +17,7 @@ from flask_ai_sse.testing.upstream import MockReply, MockToolCall, MockUpstream
 from .provider_kit import KEY
 
 CALLS = [
-    MockToolCall("get_order", {"order_id": "A-1", "lines": [1, 2]}, id="call_1"),
+    MockToolCall("get_order", {"order_id": "A-1", "lines": [1, 2]}, id="call_1", pieces=5),
     MockToolCall("get_weather", {"city": "Oslo"}, id="call_2"),
 ]
 MESSAGES = [{"role": "user", "content": "Hello"}]
@@ -48,7 +48,7 @@ def test_anthropic_sdk_parallel_tool_use(anthropic_mock: MockUpstream) -> None:
         partial = [e.partial_json for e in stream if e.type == "input_json"]
         final = stream.get_final_message()
     client.close()
-    assert len(partial) == 4  # each call's arguments arrived in two pieces
+    assert len(partial) == 5 + 2  # each call's arguments arrived in its pieces
     uses = [b for b in final.content if b.type == "tool_use"]
     assert [(u.id, u.name, u.input) for u in uses] == [(c.id, c.name, c.arguments) for c in CALLS]
 

@@ -422,3 +422,30 @@ def test_the_stream_timeout_covers_a_tool_run():
     assert result.terminal.event == "error"
     assert result.terminal.json()["error"]["type"] == "timeout"
     assert len(provider.requests) == 1
+
+
+def test_a_next_step_refused_by_the_provider_ends_with_an_error():
+    from flask_ai_sse.errors import ProviderStatusError
+
+    refused = ProviderStatusError("The provider refused.", status_code=429)
+    app, ai, provider = make(
+        [
+            FakeReply(text="", tool_calls=[FakeToolCall("one", {}, id="c1")]),
+            FakeReply(fail_before=refused),
+        ]
+    )
+
+    @ai.tool
+    def one() -> int:
+        return 1
+
+    with app.test_request_context():
+        result = collect(ai.ask_stream("x", tools=["one"]))
+    assert [e.event for e in result.events if e.event.startswith("tool")] == [
+        "tool_call_delta",
+        "tool_call_delta",
+        "tool_call",
+        "tool_result",
+    ]
+    assert result.terminal.event == "error"
+    assert len(provider.requests) == 2

@@ -46,11 +46,13 @@ Item = tuple[str, Any]
 @dataclass(frozen=True)
 class MockToolCall:
     """A scripted call; ``arguments`` as a string goes out verbatim (e.g. broken JSON)
-    where the format streams arguments as text (OpenAI, Anthropic)."""
+    where the format streams arguments as text (OpenAI, Anthropic), in ``pieces``
+    fragments of about equal length (at least one)."""
 
     name: str
     arguments: dict[str, Any] | str
     id: str = "call_mock_1"
+    pieces: int = 2
 
     @property
     def text(self) -> str:
@@ -127,9 +129,10 @@ class MockReply:
         for index, call in enumerate(self.tool_calls):
             yield "tool", (index, call)
             arguments = call.text
-            half = len(arguments) // 2
-            yield "tool_args", (index, arguments[:half])
-            yield "tool_args", (index, arguments[half:])
+            count = max(1, call.pieces)
+            cuts = [len(arguments) * i // count for i in range(count + 1)]
+            for start, end in itertools.pairwise(cuts):
+                yield "tool_args", (index, arguments[start:end])
 
 
 @dataclass
