@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -449,3 +450,40 @@ def test_a_next_step_refused_by_the_provider_ends_with_an_error():
     ]
     assert result.terminal.event == "error"
     assert len(provider.requests) == 2
+
+
+@pytest.mark.parametrize("protocol", ["vercel", "openai"])
+def test_tool_steps_in_the_other_protocols(protocol):
+    app, ai, _ = make(
+        [
+            FakeReply(text="Looking.", tool_calls=[FakeToolCall("lookup", {"q": "x"}, id="c1")]),
+            FakeReply(text="Found."),
+        ]
+    )
+
+    @ai.tool
+    def lookup(q: str) -> str:
+        return "it"
+
+    with app.test_request_context():
+        result = collect(ai.ask_stream("x", tools=["lookup"], protocol=protocol))
+    data = [json.loads(e.data) for e in result.events if e.data != "[DONE]"]
+    if protocol == "vercel":
+        kinds = [d["type"] for d in data]
+        assert kinds.index("tool-input-start") < kinds.index("tool-input-available")
+        assert kinds.index("tool-input-available") < kinds.index("tool-output-available")
+        output = next(d for d in data if d["type"] == "tool-output-available")
+        assert (output["toolCallId"], output["output"]) == ("c1", "it")
+        assert kinds.count("start-step") == 2  # content after the results opens step 2
+    else:
+        calls = [
+            c
+            for d in data
+            for ch in d.get("choices", ())
+            for c in ch["delta"].get("tool_calls", ())
+        ]
+        assert calls[0]["id"] == "c1" and calls[0]["function"]["name"] == "lookup"
+        text = "".join(
+            ch["delta"].get("content") or "" for d in data for ch in d.get("choices", ())
+        )
+        assert text == "Looking.Found."
