@@ -145,17 +145,30 @@ def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return blocks
 
 
+def _is_error(content: str | list[dict[str, Any]]) -> bool:
+    """A tool result that reports a failure (``{"error": {...}}``, as the step loop sends)."""
+    if not isinstance(content, str) or not content.startswith('{"error"'):
+        return False
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and set(value) == {"error"}
+
+
 def to_messages(history: list[Message]) -> list[dict[str, Any]]:
     """Messages as content blocks: ``image`` blocks, ``tool_use`` in the assistant's turn,
     and ``tool_result`` blocks in one user turn per run of tool messages (as the API asks)."""
     out: list[dict[str, Any]] = []
     for m in history:
         if m["role"] == "tool":
-            result = {
+            result: dict[str, Any] = {
                 "type": "tool_result",
                 "tool_use_id": m.get("tool_call_id", ""),
                 "content": _blocks(m["content"]) or "",
             }
+            if _is_error(m["content"]):
+                result["is_error"] = True
             previous = out[-1] if out else None
             if previous and previous["role"] == "user" and previous.get("tool_results"):
                 previous["content"].append(result)

@@ -131,7 +131,11 @@ def test_openai_translation() -> None:
 
 
 def test_anthropic_translation() -> None:
+    failed = {"role": "tool", "tool_call_id": "c1", "content": '{"error": {"type": "x"}}'}
+    (turn,) = anthropic.to_messages([failed])
+    assert turn["content"][0]["is_error"] is True
     out = anthropic.to_messages(REQUEST.messages)
+    assert "is_error" not in out[2]["content"][1]
     assert [m["role"] for m in out] == ["user", "assistant", "user"]  # results in one turn
     assert [b["tool_use_id"] for b in out[2]["content"]] == ["c1", "c2"]
     assert out[1]["content"][0] == {
