@@ -84,6 +84,14 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         limits = ai.state().limits
         return jsonify(ai.complete(validate_body(read_json_body(limits), limits)).to_dict())
 
+    @route("/metrics", ["GET"])
+    def metrics() -> Response:
+        """Prometheus metrics, when ``AI_SSE_METRICS_ENDPOINT`` is on (docs/observability)."""
+        telemetry = ai.state().telemetry
+        if not telemetry.metrics_endpoint:
+            raise NotFound("Not found.")
+        return telemetry.metrics_response()
+
     if ai.db is not None:
         from .persistence.routes import add_conversation_routes
 

@@ -25,9 +25,11 @@ from .engine.custom import CustomStream
 from .engine.reader import StreamReader
 from .errors import AISSEError, ConfigurationError
 from .guards import Guards
+from .observability import Telemetry
 from .providers import Provider, ProviderConfig, build_provider
 from .providers.base import ChunkStream
 from .sse import encode, encode_comment
+from .usage import parse_prices
 from .validation import AskParams, Limits, validate
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class AppState:
     observers: list[Observer] = field(default_factory=list)
     guards: Guards = field(default_factory=Guards)
     persistence: Persistence | None = None
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class ChunkIterator(Iterator[Chunk]):
@@ -177,6 +180,7 @@ class AISSE:
                 flush_interval=float(config[C.FLUSH_INTERVAL]),
                 progress_every=int(config[C.PROGRESS_EVERY]),
                 sentence_mode=bool(config[C.SENTENCE_MODE]),
+                prices=parse_prices(config[C.PRICES]),
             ),
         )
         limits = Limits.from_config(config, default_model=provider.model)
@@ -185,6 +189,7 @@ class AISSE:
         )
         app.extensions[C.EXTENSION_NAME] = state
         state.guards = Guards.setup(self, app, state)
+        state.telemetry = Telemetry.setup(app, state)
         if self.db is not None:
             from .persistence import Persistence
 
@@ -319,7 +324,8 @@ class AISSE:
         if owner is None:
             owner = self.current_owner()
         generation = self.start_generation(params, options=options, owner=owner, state=state)
-        return self.sse_response(state.engine.reader(generation.stream_id, owner=owner))
+        reader = state.engine.reader(generation.stream_id, owner=owner, first=True)
+        return self.sse_response(reader)
 
     def start_generation(
         self,
@@ -338,14 +344,19 @@ class AISSE:
 
         state = state or self.state()
         with begin_turn(state, params, owner=owner, options=options) as turn:
-            chunks = state.provider.open(self._request(state, turn.params, turn.options))
-            return state.engine.start(
-                chunks,
-                stream_id=turn.stream_id,
-                start=turn.start,
-                meta={"owner": owner},
-                observers=[*state.observers, *turn.observers],
-            )
+            request = self._request(state, turn.params, turn.options)
+            # telemetry: the stream's span is current while the upstream call opens
+            with state.telemetry.opening(request, state.provider) as watch:
+                chunks = state.provider.open(request)
+                return state.engine.start(
+                    chunks,
+                    stream_id=turn.stream_id,
+                    start=turn.start,
+                    meta={"owner": owner},
+                    observers=[*state.observers, *turn.observers, *watch.observers],
+                    prompt_estimate=watch.prompt_estimate,
+                    wrap=watch.wrap,
+                )
 
     def attach(self, stream_id: str, after: int = 0) -> Response:
         """Follow a running or recently finished stream, replaying events after ``after``.
@@ -415,8 +426,10 @@ class AISSE:
 
         state = state or self.state()
         with begin_turn(state, params, owner=self.current_owner(), options=options) as turn:
-            answer = state.provider.complete(self._request(state, turn.params, turn.options))
+            request = self._request(state, turn.params, turn.options)
+            answer = state.provider.complete(request)
             turn.answered(answer)
+            state.telemetry.answered(answer, request)  # tokens, cost, budget
             return answer
 
     @property
@@ -528,6 +541,10 @@ def render_error(error: AISSEError) -> Response:
     """The JSON error body of CONTRACT.md, with the error's status and headers."""
     if error.status >= 500:
         logger.warning("%s: %s", type(error).__name__, error.message)
+    if error.status == 429 and has_request_context():
+        state = current_app.extensions.get(C.EXTENSION_NAME)
+        if state is not None:
+            state.telemetry.refused(error)
     response = jsonify(error.to_dict())
     response.status_code = error.status
     response.headers.update(error.headers)

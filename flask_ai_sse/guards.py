@@ -271,6 +271,11 @@ def guard_view(ai: AISSE, view: View, *, resumable: bool = False) -> View:
             return view(*args, **kwargs)
         if guards.rate_limit is not None:
             guards.rate_limit.check()
+        # -- token budget (flask_ai_sse.budgets): refused before; a running stream is metered
+        telemetry = ai.state().telemetry
+        if telemetry.budgets is not None:
+            telemetry.check_budget(client_key(ai))
+        # -- end of token budget
         if guards.slots is None:
             return view(*args, **kwargs)
         slot = guards.slots.take(client_key(ai))

@@ -18,13 +18,14 @@ import heapq
 import secrets
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ..errors import NotFound, StoreError
 from ..providers.base import ChunkStream
 from ..sse import encode, encode_comment
+from ..usage import Price
 from .generation import Generation, Observer
 from .protocol import event_id
 from .reader import StreamReader
@@ -32,6 +33,7 @@ from .store import MemoryStore, StreamLog, StreamStore, create_store
 
 __all__ = [
     "Engine",
+    "EngineListener",
     "EngineSettings",
     "Generation",
     "MemoryStore",
@@ -55,6 +57,20 @@ class EngineSettings:
     flush_interval: float = 0.0
     progress_every: int = 0
     sentence_mode: bool = False
+    #: ``AI_SSE_PRICES``, parsed: usage turns into cost at every stream's end.
+    prices: Mapping[str, Price] = field(default_factory=dict)
+
+
+class EngineListener(Protocol):
+    """Counts what happens to readers (metrics); called in the request, must be quick."""
+
+    def reader_opened(self, kind: str) -> None:
+        """``kind``: ``first`` (the response that started it), ``attach`` or ``resume``."""
+
+    def reader_closed(self) -> None: ...
+
+    def store_timed(self, operation: str, seconds: float, failed: bool) -> None:
+        """A store operation of a stream's life (``create``, ``lookup``), not per event."""
 
 
 class Engine:
@@ -64,6 +80,7 @@ class Engine:
         self.store = store
         self.settings = settings
         self.active: dict[str, Generation] = {}
+        self.listener: EngineListener | None = None
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
         self._heap: list[tuple[float, str]] = []
@@ -90,8 +107,14 @@ class Engine:
         start: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         observers: Sequence[Observer] = (),
+        prompt_estimate: int = 0,
+        wrap: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
     ) -> Generation:
-        """Run a generation over ``chunks``; it writes its ``start`` event before returning."""
+        """Run a generation over ``chunks``; it writes its ``start`` event before returning.
+
+        ``prompt_estimate`` (input tokens) stands in when the provider reports no
+        usage; ``wrap`` wraps the producer's run (e.g. to carry a trace context).
+        """
         stream_id = stream_id or self.new_stream_id()
         start_data = {"stream_id": stream_id, "model": chunks.model, "provider": chunks.provider}
         start_data.update(start or {})
@@ -106,31 +129,52 @@ class Engine:
             sentence_mode=self.settings.sentence_mode,
             on_orphaned=self._schedule,
             on_done=self._forget,
+            prompt_estimate=prompt_estimate,
+            prices=self.settings.prices,
+            wrap=wrap,
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()
+        began = time.monotonic()
         try:
             generation.start()
-        except BaseException:  # e.g. the store is down: the upstream request must not leak
+        except BaseException as exc:  # e.g. the store is down: the upstream must not leak
+            self._timed("create", began, failed=isinstance(exc, StoreError))
             self._forget(generation)
             chunks.close()
             raise
+        self._timed("create", began)
         self._schedule(generation)
         return generation
 
     def _check_owner(self, stream_id: str, owner: str | None) -> None:
         """One lookup: the stream exists and is ``owner``'s (``None``: anonymous)."""
-        meta = self.store.meta(stream_id)
+        began = time.monotonic()
+        try:
+            meta = self.store.meta(stream_id)
+        except StoreError:
+            self._timed("lookup", began, failed=True)
+            raise
+        self._timed("lookup", began)
         if meta is None or meta.get("owner") != owner:
             raise NotFound("Unknown or expired stream.")
 
-    def reader(self, stream_id: str, after: int = 0, *, owner: str | None = None) -> StreamReader:
+    def _timed(self, operation: str, began: float, *, failed: bool = False) -> None:
+        if self.listener is not None:
+            self.listener.store_timed(operation, time.monotonic() - began, failed)
+
+    def reader(
+        self, stream_id: str, after: int = 0, *, owner: str | None = None, first: bool = False
+    ) -> StreamReader:
         """A response body that replays ``stream_id`` after ``after``, then follows it live.
 
         Unknown, expired and other owners' streams are all the same 404.
+        ``first``: the response of the request that started the stream.
         """
         self._check_owner(stream_id, owner)
         self.store.attach(stream_id)
+        if self.listener is not None:
+            self.listener.reader_opened("first" if first else "resume" if after else "attach")
         return StreamReader(
             functools.partial(self.store.read, stream_id),
             after,
@@ -143,6 +187,8 @@ class Engine:
         )
 
     def _detached(self, stream_id: str) -> None:
+        if self.listener is not None:
+            self.listener.reader_closed()
         try:
             if self.store.detach(stream_id) == 0:
                 self.store.signal(stream_id, "orphaned")
