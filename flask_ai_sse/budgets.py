@@ -184,7 +184,8 @@ class BudgetMeter:
         self.prompt_estimate = prompt_estimate
         self.charged = 0
         self._chars = 0
-        self._batch_chars = BATCH_TOKENS * CHARS_PER_TOKEN
+        # a small budget is checked more often, so a stream overshoots it by little
+        self._batch_chars = min(BATCH_TOKENS, max(16, budgets.limit // 20)) * CHARS_PER_TOKEN
 
     def _charge(self, generation: Generation, tokens: int) -> None:
         try:
