@@ -6,19 +6,21 @@ in the request, ``stream_ended`` in the producer (no request context there; the
 app context is not pushed either), so a receiver must be quick and must not raise
 (errors are logged and swallowed).
 
-``stream_started(app, stream_id, provider, model, conversation_id, client_key)``
-    A generation started (its upstream status was good).
+``stream_started``
+    A generation started (its upstream status was good). Keyword arguments:
+    ``stream_id``, ``provider``, ``model``, ``conversation_id``, ``client_key``.
 
-``stream_ended(app, stream_id, provider, model, conversation_id, client_key, ending,
-finish_reason, error_type, answer, usage, cost, time_to_first_token, duration)``
-    It ended, however it ended: ``ending`` is ``completed``, ``failed``,
-    ``cancelled``, ``disconnected``, ``timeout`` or ``budget``; ``usage`` is always
-    a dict (``estimated`` tells whether the provider gave the figures); ``cost``
-    is ``None`` unless ``AI_SSE_PRICES`` prices the model; ``answer`` is the text
-    produced, whole or partial.
+``stream_ended``
+    It ended, however it ended. The same, plus ``ending`` (``completed``,
+    ``failed``, ``cancelled``, ``disconnected``, ``timeout`` or ``budget``),
+    ``finish_reason``, ``error_type``, ``answer`` (the text produced, whole or
+    partial), ``usage`` (always a dict; ``estimated`` tells whether the provider
+    gave the figures), ``cost`` (``None`` unless ``AI_SSE_PRICES`` prices the
+    model), ``time_to_first_token`` and ``duration`` (seconds from the request).
 
-``tool_called(app, stream_id, tool, arguments, result, error_type, duration)``
-    The server ran a tool for a stream (sent by the tool runner).
+``tool_called``
+    The server ran a tool for a stream (sent by the tool runner): ``stream_id``,
+    ``tool``, ``arguments``, ``result``, ``error_type``, ``duration``.
 
 ``client_key`` is the key rate limits and budgets count against (``owner:<id>``
 or ``addr:<ip>``), ``None`` outside a request.

@@ -210,7 +210,9 @@ def test_the_stored_message_keeps_the_usage_of_every_ending(tmp_path):
         conversation = ai.conversations.create()
         conversation_id = conversation.id
     result = collect(
-        app.test_client().post("/ai/stream", json={"prompt": "x", "conversation_id": conversation_id})
+        app.test_client().post(
+            "/ai/stream", json={"prompt": "x", "conversation_id": conversation_id}
+        )
     )
     assert result.named("error")
     with app.app_context():
@@ -305,10 +307,14 @@ def test_metrics_after_completed_cancelled_failed_and_resumed_streams(registry, 
         == 1
     )
     assert value(registry, "ai_sse_time_to_first_token_seconds_count", **labels) == 4
-    assert value(registry, "ai_sse_stream_duration_seconds_count", **labels, ending="completed") == 2
+    assert (
+        value(registry, "ai_sse_stream_duration_seconds_count", **labels, ending="completed") == 2
+    )
     out = value(registry, "ai_sse_tokens_total", **labels, direction="output", estimated="false")
     assert out == 3 + 2  # the provider's figures of the two completed streams
-    assert value(registry, "ai_sse_tokens_total", **labels, direction="output", estimated="true") > 0
+    assert (
+        value(registry, "ai_sse_tokens_total", **labels, direction="output", estimated="true") > 0
+    )
     assert value(registry, "ai_sse_store_operation_seconds_count", operation="create") == 4
     # bounded labels: no stream id anywhere in the exposition
     text = prometheus_client.generate_latest(registry).decode()
