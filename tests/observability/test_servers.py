@@ -13,7 +13,7 @@ import pytest
 from flask_ai_sse.testing import collect
 
 from ..conftest import ROOT, open_stream
-from ..http.sse_client import LiveStream, call
+from ..http.sse_client import call
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -79,14 +79,23 @@ def test_metrics_are_summed_over_two_gevent_workers(gunicorn_server, redis_url, 
         completed += 1
         assert completed < 60, "one worker served every stream"
     # cancelled, from a request that may reach the other worker
-    live = LiveStream(open_stream(f"{url}/ai/stream", method="POST", json={"prompt": LONG_PROMPT}))
-    stream_id = live.stream_id
+    live = open_stream(f"{url}/ai/stream", method="POST", json={"prompt": LONG_PROMPT})
+    seen = b""
+    for piece in live.iter_content(chunk_size=None):  # until the first text has come
+        seen += piece
+        if b'{"content"' in seen:
+            break
+    stream_id = seen.split(b'"stream_id":"')[1].split(b'"')[0].decode()
     assert call("POST", f"{url}/ai/streams/{stream_id}/cancel").status_code == 202
-    live.resp.close()
+    live.close()
     # disconnected: the client leaves, the grace runs out
-    gone = LiveStream(open_stream(f"{url}/ai/stream", method="POST", json={"prompt": LONG_PROMPT}))
-    gone.start()
-    gone.resp.close()
+    gone = open_stream(f"{url}/ai/stream", method="POST", json={"prompt": LONG_PROMPT})
+    seen = b""
+    for piece in gone.iter_content(chunk_size=None):
+        seen += piece
+        if b'{"content"' in seen:
+            break
+    gone.close()
     # resumed
     resumed = call("GET", f"{url}/ai/streams/{last_id}", headers={"Last-Event-ID": f"{last_id}:2"})
     assert collect(resumed.content).text == "two three"
