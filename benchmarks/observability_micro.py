@@ -6,11 +6,13 @@ running it twice in the same session (the machine is noisy: quote ratios)::
 
     PYTHONPATH=<tree> python benchmarks/observability_micro.py off
     PYTHONPATH=<tree> python benchmarks/observability_micro.py all
+    PYTHONPATH=<tree> python benchmarks/observability_micro.py all 4000 10  # tokens, streams
 
 ``off``: the defaults (usage settled at each end, signals and the end log line; no
 metrics, no budget; spans only if opentelemetry is installed). ``all``: metrics on a
 private registry, an in-memory token budget, a price table, and OpenTelemetry spans
-recorded by the SDK (when installed).
+recorded by the SDK (when installed); ``metrics``, ``budget`` (with prices) and
+``tracing`` turn on one of them.
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ STREAMS = 60
 
 def make_app(mode: str) -> Flask:
     config: dict[str, Any] = {"AI_SSE_KEEPALIVE": 30, "AI_SSE_TRACING": False}
-    if mode == "all":
+    if mode in ("all", "metrics"):
         import prometheus_client
 
+        config.update(AI_SSE_METRICS=prometheus_client.CollectorRegistry())
+    if mode in ("all", "budget"):
         config.update(
-            AI_SSE_METRICS=prometheus_client.CollectorRegistry(),
             AI_SSE_TOKEN_BUDGET="1000000000/day",
             AI_SSE_PRICES={"fake-1": {"input": 1, "output": 2}},
-            AI_SSE_TRACING=True,
         )
+    if mode in ("all", "tracing"):
+        config.update(AI_SSE_TRACING=True)
         try:
             from opentelemetry import trace
             from opentelemetry.sdk.trace import TracerProvider
@@ -62,6 +66,9 @@ def make_app(mode: str) -> Flask:
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "off"
+    global TOKENS, STREAMS
+    if len(sys.argv) > 3:  # tokens and streams: a long stream shows per-token cost alone
+        TOKENS, STREAMS = int(sys.argv[2]), int(sys.argv[3])
     logging.getLogger("flask_ai_sse").setLevel(logging.WARNING)
     app = make_app(mode)
     client = app.test_client()

@@ -452,6 +452,8 @@ class StreamWatch:
             time_to_first_token=ttft,
             duration=duration,
         )
+        if not stream_logger.isEnabledFor(logging.INFO):
+            return
         fields = {
             "stream_id": generation.stream_id,
             "conversation_id": conversation_id,
