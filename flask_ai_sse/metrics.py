@@ -48,19 +48,18 @@ def _prometheus() -> Any:
 class ModelLabels:
     """Keeps the ``model`` label bounded: a client may name any model it likes.
 
-    With ``AI_SSE_ALLOWED_MODELS`` only those appear; otherwise the first
-    ``limit`` distinct names seen by this process do, and the rest are ``other``.
+    ``known`` names (``AI_SSE_ALLOWED_MODELS`` and the default model) always
+    appear; others (fallbacks' models, names the app's own code passes) take the
+    first ``limit`` places this process sees, and the rest are ``other``.
     """
 
-    def __init__(self, allowed: Iterable[str] | None = None, *, limit: int = 50) -> None:
-        self.allowed = frozenset(allowed) if allowed else None
+    def __init__(self, known: Iterable[str] | None = None, *, limit: int = 50) -> None:
+        self.known = frozenset(known or ())
         self.limit = limit
         self._seen: set[str] = set()
 
     def __call__(self, model: str) -> str:
-        if self.allowed is not None:
-            return model if model in self.allowed else "other"
-        if model in self._seen:
+        if model in self.known or model in self._seen:
             return model
         if len(self._seen) < self.limit:
             self._seen.add(model)

@@ -103,7 +103,7 @@ class Telemetry:
 
             registry = None if setting is True else setting
             metrics = Metrics.for_registry(registry)
-            models = ModelLabels(config[C.ALLOWED_MODELS])
+            models = ModelLabels(state.limits.allowed_models)
         elif config[C.METRICS_ENDPOINT]:
             raise ConfigurationError("AI_SSE_METRICS_ENDPOINT needs AI_SSE_METRICS = True.")
         tracer = None
@@ -183,6 +183,7 @@ class Telemetry:
 
     def instrument(self, provider: Provider) -> None:
         """Count upstream calls, latency, retries and fallbacks; trace each call."""
+        from .providers import Provider
         from .providers.fallback import FallbackProvider
 
         chain = provider.providers if isinstance(provider, FallbackProvider) else [provider]
@@ -190,8 +191,10 @@ class Telemetry:
             if getattr(member, "_ai_sse_instrumented", False):
                 continue  # one provider object serving two apps: counted by the first
             falls_back = position < len(chain) - 1
-            for method in ("open", "complete"):
-                setattr(member, method, self._upstream(member, getattr(member, method), falls_back))
+            member.open = self._upstream(member, member.open, falls_back)  # type: ignore[method-assign,assignment]
+            if type(member).complete is not Provider.complete:  # the base's calls open()
+                wrapped = self._upstream(member, member.complete, falls_back)
+                member.complete = wrapped  # type: ignore[method-assign,assignment]
             transport = getattr(member, "transport", None)
             if transport is not None and self.metrics is not None:
                 transport.sleep = self._retrying(member.name, transport.sleep)
@@ -272,7 +275,7 @@ class Telemetry:
             except StoreError:
                 logger.warning("could not charge a token budget", exc_info=True)
         if self.metrics is not None:
-            provider, model = answer.provider, self.model(answer.model)
+            provider, model = answer.provider, self.model(request.model)
             self._count_tokens(provider, model, usage)
             price = cost(usage, answer.model, self._prices())
             if price is not None:
@@ -375,7 +378,8 @@ class StreamWatch:
         return None if tracer is None or self.span is None else tracer.carry(self.span)
 
     def _labels(self, generation: Generation) -> tuple[str, str]:
-        return generation.answer.provider, self.telemetry.model(generation.answer.model)
+        """Provider and model as asked (a response names a dated version: not bounded)."""
+        return generation.chunks.provider, self.telemetry.model(generation.chunks.model)
 
     def started(self, generation: Generation) -> None:
         telemetry = self.telemetry

@@ -356,8 +356,8 @@ def test_model_labels_stay_bounded():
 
     labels = ModelLabels(limit=2)
     assert [labels(m) for m in ("a", "b", "c", "a")] == ["a", "b", "other", "a"]
-    allowed = ModelLabels(["x"])
-    assert (allowed("x"), allowed("y")) == ("x", "other")
+    known = ModelLabels(["x"], limit=1)
+    assert [known(m) for m in ("y", "z", "x")] == ["y", "other", "x"]
 
 
 # -- budgets ---------------------------------------------------------------------------
