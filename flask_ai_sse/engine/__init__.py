@@ -22,14 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import NotFound, StoreError
+from .. import constants as C
+from .._usage import Price
+from ..errors import ConfigurationError, NotFound, StoreError
 from ..providers.base import ChunkStream
 from ..sse import encode, encode_comment
-from ..usage import Price
 from .generation import Generation, Observer
 from .protocol import event_id
 from .reader import StreamReader
-from .store import MemoryStore, StreamLog, StreamStore, create_store
+from .store import MemoryStore, StreamStore
 
 __all__ = [
     "Engine",
@@ -38,25 +39,41 @@ __all__ = [
     "Generation",
     "MemoryStore",
     "Observer",
-    "StreamLog",
     "StreamReader",
     "StreamStore",
     "create_store",
 ]
 
 
+def create_store(url: str | StreamStore, *, ttl: float, max_events: int) -> StreamStore:
+    """The store ``AI_SSE_STORE`` names: ``memory``, a ``redis://`` / ``rediss://`` URL,
+    or a ready :class:`StreamStore`."""
+    if isinstance(url, StreamStore):
+        return url
+    if url in ("memory", "memory://"):
+        return MemoryStore(ttl=ttl, max_events=max_events)
+    if isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")):
+        # Loaded only for a Redis URL: the 'redis' package is an optional extra.
+        from .redis_store import RedisStore
+
+        return RedisStore(url, ttl=ttl, max_events=max_events)
+    raise ConfigurationError(f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}.")
+
+
 @dataclass(frozen=True)
 class EngineSettings:
-    keepalive: float = 15.0
-    retry: int = 3000
-    disconnect_grace: float = 5.0
+    """The engine's share of the settings; the defaults are those of ``constants.DEFAULTS``."""
+
+    keepalive: float = C.DEFAULTS[C.KEEPALIVE]
+    retry: int = C.DEFAULTS[C.RETRY]
+    disconnect_grace: float = C.DEFAULTS[C.DISCONNECT_GRACE]
     #: ``cancel``: stop a generation nobody reads after the grace; ``finish``: run it to the end.
-    disconnect_policy: str = "cancel"
-    total_timeout: float = 600.0
-    silence_timeout: float = 120.0
-    flush_interval: float = 0.0
-    progress_every: int = 0
-    sentence_mode: bool = False
+    disconnect_policy: str = C.DEFAULTS[C.DISCONNECT_POLICY]
+    total_timeout: float = C.DEFAULTS[C.STREAM_TIMEOUT]
+    silence_timeout: float = C.DEFAULTS[C.READ_TIMEOUT]
+    flush_interval: float = C.DEFAULTS[C.FLUSH_INTERVAL]
+    progress_every: int = C.DEFAULTS[C.PROGRESS_EVERY]
+    sentence_mode: bool = C.DEFAULTS[C.SENTENCE_MODE]
     #: ``AI_SSE_PRICES``, parsed: usage turns into cost at every stream's end.
     prices: Mapping[str, Price] = field(default_factory=dict)
 
@@ -159,22 +176,22 @@ class Engine:
         if meta is None or meta.get("owner") != owner:
             raise NotFound("Unknown or expired stream.")
 
-    def _timed(self, operation: str, began: float, *, failed: bool = False) -> None:
-        if self.listener is not None:
-            self.listener.store_timed(operation, time.monotonic() - began, failed)
-
-    def reader(
-        self, stream_id: str, after: int = 0, *, owner: str | None = None, first: bool = False
-    ) -> StreamReader:
+    def reader(self, stream_id: str, after: int = 0, *, owner: str | None = None) -> StreamReader:
         """A response body that replays ``stream_id`` after ``after``, then follows it live.
 
         Unknown, expired and other owners' streams are all the same 404.
-        ``first``: the response of the request that started the stream.
         """
         self._check_owner(stream_id, owner)
+        return self.follow(stream_id, after, kind="resume" if after else "attach")
+
+    def follow(self, stream_id: str, after: int = 0, *, kind: str = "first") -> StreamReader:
+        """A reader of a stream known to be the caller's (one it just started): no lookup.
+
+        ``kind`` (``first``, ``attach``, ``resume``) is what the engine's listener counts.
+        """
         self.store.attach(stream_id)
         if self.listener is not None:
-            self.listener.reader_opened("first" if first else "resume" if after else "attach")
+            self.listener.reader_opened(kind)
         return StreamReader(
             functools.partial(self.store.read, stream_id),
             after,
@@ -185,6 +202,10 @@ class Engine:
             on_close=functools.partial(self._detached, stream_id),
             event_id=functools.partial(event_id, stream_id),
         )
+
+    def _timed(self, operation: str, began: float, *, failed: bool = False) -> None:
+        if self.listener is not None:
+            self.listener.store_timed(operation, time.monotonic() - began, failed)
 
     def _detached(self, stream_id: str) -> None:
         if self.listener is not None:

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from .._usage import Price, cost, settle
 from ..chunks import AnswerBuilder, Chunk
 from ..errors import AISSEError, StreamTimeout
 from ..providers.base import ChunkStream
-from ..usage import Price, cost, settle
 from .flow import SentenceBuffer
 from .protocol import DONE, encode_chunk, encode_event
 from .spawn import spawn
@@ -87,7 +87,7 @@ class Generation:
         #: Input tokens estimated from the request, for when the provider reports none.
         self.prompt_estimate = prompt_estimate
         self.prices = prices or {}
-        #: Settled at the end (see :func:`flask_ai_sse.usage.settle`), then ``cost``.
+        #: Settled at the end (see ``flask_ai_sse._usage.settle``), then ``cost``.
         self.usage: dict[str, Any] | None = None
         self.cost: float | None = None
         self._wrap = wrap

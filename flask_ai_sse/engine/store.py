@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigurationError, StreamGapError
+from ..errors import StreamGapError
 
 #: Called with a signal name: ``cancelled`` (stop now) or ``orphaned`` (last reader left).
 SignalHandler = Callable[[str], None]
@@ -199,16 +199,3 @@ class MemoryStore(StreamStore):
         if handler is not None:
             handler(name)
         return True
-
-
-def create_store(url: str | StreamStore, *, ttl: float, max_events: int) -> StreamStore:
-    """The store ``AI_SSE_STORE`` names: ``memory`` or a ``redis://`` / ``rediss://`` URL."""
-    if isinstance(url, StreamStore):
-        return url
-    if url in ("memory", "memory://"):
-        return MemoryStore(ttl=ttl, max_events=max_events)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis_store import RedisStore
-
-        return RedisStore(url, ttl=ttl, max_events=max_events)
-    raise ConfigurationError(f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}.")

@@ -22,10 +22,10 @@ cli = AppGroup("ai-sse", help="flask-ai-sse maintenance commands.")
 def reconcile_command(older_than: float | None) -> None:
     """Mark interrupted streaming messages as failed (reason 'interrupted')."""
     state = current_app.extensions.get(C.EXTENSION_NAME)
-    persistence = getattr(state, "persistence", None)
-    if persistence is None:
+    store = getattr(state, "conversations", None)
+    if store is None:
         raise click.UsageError("Persistence is off: create the extension with AISSE(app, db=db).")
-    count = persistence.store.reconcile(older_than=older_than)
+    count = store.reconcile(older_than=older_than)
     click.echo(f"Marked {count} interrupted message(s) as failed.")
 
 

@@ -4,7 +4,6 @@ mode) and token budgets shared through Redis by two servers."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from flask_ai_sse.testing import collect
 
-from ..conftest import ROOT, open_stream
+from ..helpers import ROOT, open_stream, wait_until
 from ..http.sse_client import call
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -35,14 +34,6 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def sample(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.mark.server

@@ -18,20 +18,13 @@ from flask_ai_sse.errors import ProviderError
 from flask_ai_sse.signals import stream_ended, stream_started, tool_called
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 
+from ..helpers import wait_until
+
 prometheus_client = pytest.importorskip("prometheus_client")
 
 LONG = FakeReply(text="word " * 400, delay=0.01)  # about 4 s unless stopped
 SECRET_PROMPT = "my-secret-prompt-text"
 API_KEY = "sk-test-key-that-must-never-be-logged"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll for a state the producer reaches asynchronously."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 class Ended:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from flask_ai_sse.budgets import MemoryBudgets, parse_budget
+from flask_ai_sse._budgets import MemoryBudgets, parse_budget
+from flask_ai_sse._usage import Price, cost, estimate_request, estimate_tokens, parse_prices, settle
 from flask_ai_sse.chunks import ChatRequest, Usage
 from flask_ai_sse.errors import BudgetExceeded, ConfigurationError
-from flask_ai_sse.usage import Price, cost, estimate_request, estimate_tokens, parse_prices, settle
 
 
 def test_the_estimate_is_four_characters_a_token_rounded_up():

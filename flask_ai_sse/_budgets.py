@@ -26,9 +26,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._usage import CHARS_PER_TOKEN, estimate_tokens
 from .chunks import Chunk
 from .errors import BudgetExceeded, ConfigurationError, StoreError
-from .usage import CHARS_PER_TOKEN, estimate_tokens
 
 if TYPE_CHECKING:
     from .engine import Generation

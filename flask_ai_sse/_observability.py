@@ -35,17 +35,17 @@ from flask import Flask, Response, has_request_context
 
 from . import constants as C
 from . import signals
-from .budgets import BudgetMeter, Budgets, create_budgets
+from ._budgets import BudgetMeter, Budgets, create_budgets
+from ._usage import cost, estimate_request, settle
 from .chunks import Answer, ChatRequest
-from .errors import AISSEError, ConfigurationError, ProviderError, StoreError
-from .usage import cost, estimate_request, settle
+from .errors import AISSEError, ProviderError, StoreError
 
 if TYPE_CHECKING:
+    from ._tracing import Tracer
     from .engine import Generation, Observer
     from .extension import AppState
     from .metrics import Metrics, ModelLabels
     from .providers import Provider
-    from .tracing import Tracer
 
 __all__ = ["StreamWatch", "Telemetry", "hash_key"]
 
@@ -92,40 +92,34 @@ class Telemetry:
 
     @classmethod
     def setup(cls, app: Flask, state: AppState) -> Telemetry:
-        """Read the observability keys, instrument the provider, listen to the engine."""
-        from .guards import _slots_url, client_key
-
-        config = state.config
+        """Build what the settings ask for; instrument the provider, listen to the engine."""
+        settings = state.settings.observability
         metrics = models = registry = None
-        setting = config[C.METRICS]
-        if setting:
+        if settings.metrics is not False:
             from .metrics import Metrics, ModelLabels
 
-            registry = None if setting is True else setting
+            registry = None if settings.metrics is True else settings.metrics
             metrics = Metrics.for_registry(registry)
-            models = ModelLabels(state.limits.allowed_models)
-        elif config[C.METRICS_ENDPOINT]:
-            raise ConfigurationError("AI_SSE_METRICS_ENDPOINT needs AI_SSE_METRICS = True.")
+            known = state.settings.limits.allowed_models or ()
+            models = ModelLabels({*known, state.provider.model})
         tracer = None
-        if config[C.TRACING]:
-            from .tracing import Tracer, available
+        if settings.tracing:
+            from ._tracing import Tracer, available
 
             tracer = Tracer() if available() else None
         budgets = None
-        if config[C.TOKEN_BUDGET]:
-            url = config[C.TOKEN_BUDGET_STORAGE] or _slots_url(
-                {C.MAX_STREAMS_STORAGE: None, C.STORE: config[C.STORE]}
-            )
-            budgets = create_budgets(str(url), str(config[C.TOKEN_BUDGET]))
+        if settings.token_budget:
+            budgets = create_budgets(settings.budget_url, settings.token_budget)
+            state.guards.budgets = budgets
         telemetry = cls(
             app,
             metrics=metrics,
             models=models,
             tracer=tracer,
             budgets=budgets,
-            metrics_endpoint=bool(config[C.METRICS_ENDPOINT]),
+            metrics_endpoint=settings.metrics_endpoint,
             registry=registry,
-            key_of=functools.partial(client_key, state.extension),
+            key_of=state.guards.client_key,
         )
         if metrics is not None or tracer is not None:
             telemetry.instrument(state.provider)
