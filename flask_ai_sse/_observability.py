@@ -85,10 +85,14 @@ class Telemetry:
         self.metrics_endpoint = metrics_endpoint
         self.registry = registry
         self._key_of = key_of
-        secret = app.config.get("SECRET_KEY") if app is not None else None
+
+    @property
+    def _secret(self) -> bytes:
+        """The app's ``SECRET_KEY`` (read when used: an app may set it after ``init_app``)."""
+        secret = self.app.config.get("SECRET_KEY") if self.app is not None else None
         if isinstance(secret, str):
             secret = secret.encode()
-        self._secret: bytes = secret or b"flask-ai-sse"
+        return secret or b"flask-ai-sse"
 
     @classmethod
     def setup(cls, app: Flask, state: AppState) -> Telemetry:
