@@ -146,3 +146,33 @@ def test_token_budget_is_shared_across_two_servers_on_redis(gunicorn_server, red
         assert int(refused.headers["Retry-After"]) >= 1
     bob = call("POST", f"{two.url}/ai/stream", json={"prompt": "hi"}, headers={"X-User": "bob"})
     assert collect(bob.content).text.startswith("hi word")
+
+
+@pytest.mark.server
+def test_a_dead_workers_live_gauges_leave_with_it(gunicorn_server, tmp_path: Path):
+    """gunicorn's ``child_exit`` hook (examples/observability/gunicorn.conf.py) drops them."""
+    import os
+    import signal
+
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    server = gunicorn_server(
+        {
+            "AI_SSE_METRICS": True,
+            "AI_SSE_METRICS_ENDPOINT": True,
+            "AI_SSE_FAKE_RESPONSE": "{prompt}",
+            "AI_SSE_FAKE_DELAY": 0.02,
+            "AI_SSE_KEEPALIVE": 0.5,
+        },
+        app=APP,
+        workers=2,
+        extra_args=["-c", GUNICORN_CONF],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+    )
+    doomed = open_stream(f"{server.url}/ai/stream", method="POST", json={"prompt": LONG_PROMPT})
+    pid = int(doomed.headers["X-Worker-Pid"])
+    assert sample(scrape(server.url), "ai_sse_streams_active") == 1
+    os.kill(pid, signal.SIGKILL)
+    doomed.close()
+    wait_until(lambda: sample(scrape(server.url), "ai_sse_streams_active") == 0)
+    assert sample(scrape(server.url), "ai_sse_readers_active") == 0
