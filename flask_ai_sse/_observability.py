@@ -140,9 +140,11 @@ class Telemetry:
             return None
         return self._key_of()
 
-    def check_budget(self, key: str) -> None:
-        """429 ``budget_exceeded`` when ``key`` spent its ``AI_SSE_TOKEN_BUDGET``."""
-        if self.budgets is not None:
+    def check_budget(self, key: str | None = None) -> None:
+        """429 ``budget_exceeded`` when ``key`` (default: the current request's client key)
+        spent its ``AI_SSE_TOKEN_BUDGET``; for an app's own views (the routes check it)."""
+        key = key if key is not None else self.client_key()
+        if self.budgets is not None and key is not None:
             self.budgets.check(key)
 
     def refused(self, error: AISSEError) -> None:

@@ -462,3 +462,17 @@ def test_a_refused_upstream_ends_its_span_with_the_error(spans):
     assert stream.name == "chat fake-1" and stream.attributes["error.type"] == "provider_error"
     assert upstream.attributes["ai_sse.upstream.outcome"] == "provider_error"
     assert stream.status.status_code.name == "ERROR"
+
+
+def test_an_apps_own_view_can_check_the_budget_too():
+    app, ai = make_app(FakeReply(text="word " * 10, delay=0), AI_SSE_TOKEN_BUDGET="10/hour")
+
+    @app.get("/mine")
+    def mine() -> Any:
+        ai.state().telemetry.check_budget()
+        return ai.ask_stream("x")
+
+    client = app.test_client()
+    assert run(client.get("/mine")).text == "word " * 10  # charged: the fake's 10 tokens
+    refused = client.get("/mine")
+    assert refused.status_code == 429 and refused.get_json()["error"]["type"] == "budget_exceeded"
