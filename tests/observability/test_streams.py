@@ -476,3 +476,19 @@ def test_an_apps_own_view_can_check_the_budget_too():
     assert run(client.get("/mine")).text == "word " * 10  # charged: the fake's 10 tokens
     refused = client.get("/mine")
     assert refused.status_code == 429 and refused.get_json()["error"]["type"] == "budget_exceeded"
+
+
+def test_store_failures_are_counted_by_operation(registry):
+    from flask_ai_sse.engine import MemoryStore
+    from flask_ai_sse.errors import StoreError
+
+    class FlakyStore(MemoryStore):
+        def meta(self, stream_id: str) -> Any:
+            raise StoreError("down")
+
+    app = Flask(__name__)
+    app.config.update(AI_SSE_KEEPALIVE=5, AI_SSE_METRICS=registry)
+    AISSE(app, store=FlakyStore(ttl=60, max_events=100))
+    assert app.test_client().get("/ai/streams/some-id").status_code == 503
+    assert value(registry, "ai_sse_store_errors_total", operation="lookup") == 1
+    assert value(registry, "ai_sse_store_operation_seconds_count", operation="lookup") == 1
