@@ -9,6 +9,7 @@ from .chunks import Answer, ChatRequest, Chunk, Message, Usage
 from .engine.custom import End, error_event
 from .errors import (
     AISSEError,
+    BudgetExceeded,
     ConfigurationError,
     InvalidOutput,
     NotFound,
@@ -35,6 +36,7 @@ __all__ = [
     "AISSE",
     "AISSEError",
     "Answer",
+    "BudgetExceeded",
     "ChatRequest",
     "Chunk",
     "ChunkIterator",

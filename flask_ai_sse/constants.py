@@ -86,6 +86,14 @@ HISTORY_MAX_TOKENS: Final = "AI_SSE_HISTORY_MAX_TOKENS"
 RECONCILE_ON_START: Final = "AI_SSE_RECONCILE_ON_START"
 SQLITE_WAL: Final = "AI_SSE_SQLITE_WAL"
 
+# -- observability (docs/observability.rst) ----------------------------------------------
+METRICS: Final = "AI_SSE_METRICS"
+METRICS_ENDPOINT: Final = "AI_SSE_METRICS_ENDPOINT"
+TRACING: Final = "AI_SSE_TRACING"
+PRICES: Final = "AI_SSE_PRICES"
+TOKEN_BUDGET: Final = "AI_SSE_TOKEN_BUDGET"
+TOKEN_BUDGET_STORAGE: Final = "AI_SSE_TOKEN_BUDGET_STORAGE"
+
 DEFAULTS: Final[dict[str, Any]] = {
     # provider
     PROVIDER: "fake",
@@ -155,4 +163,11 @@ DEFAULTS: Final[dict[str, Any]] = {
     HISTORY_MAX_TOKENS: 0,
     RECONCILE_ON_START: True,
     SQLITE_WAL: True,
+    # observability (docs/observability.rst)
+    METRICS: False,
+    METRICS_ENDPOINT: False,
+    TRACING: True,
+    PRICES: {},
+    TOKEN_BUDGET: None,
+    TOKEN_BUDGET_STORAGE: None,
 }

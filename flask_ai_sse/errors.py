@@ -11,7 +11,8 @@ one boundary each, with ``raise ... from exc``::
     │   ├── UnsupportedMediaType (415)
     │   ├── NotFound (404)           unknown stream or conversation, or not yours
     │   └── TooManyRequests (429)    rate limit (AI_SSE_RATE_LIMIT)
-    │       └── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       ├── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       └── BudgetExceeded (429) token budget (AI_SSE_TOKEN_BUDGET)
     ├── ProviderError (502)          the upstream model provider failed
     │   ├── ProviderStatusError (502, or 429 when it keeps limiting us)
     │   ├── ProviderConnectionError (502)
@@ -33,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "AISSEError",
+    "BudgetExceeded",
     "ConfigurationError",
     "InvalidOutput",
     "NotFound",
@@ -225,6 +227,14 @@ class TooManyStreams(TooManyRequests):
 
     type = "too_many_streams"
     public_message = "Too many streams are open; try again when one has ended."
+
+
+class BudgetExceeded(TooManyRequests):
+    """The client key spent its ``AI_SSE_TOKEN_BUDGET``: before a stream (429 with
+    ``Retry-After``), or while one runs (it ends with ``event: error`` of this type)."""
+
+    type = "budget_exceeded"
+    public_message = "The token budget is spent; try again when it renews."
 
 
 def _retry_after_header(seconds: float) -> dict[str, str]:
