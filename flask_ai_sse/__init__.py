@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from ._steps import ToolError
+from ._tools import Tool
 from ._version import __version__
 from .chunks import Answer, ChatRequest, Chunk, Message, Usage
 from .engine.custom import End, error_event
 from .errors import (
     AISSEError,
+    BudgetExceeded,
     ConfigurationError,
     CrossSiteRequest,
+    InvalidOutput,
     NotFound,
     PayloadTooLarge,
     ProviderConnectionError,
@@ -34,6 +38,7 @@ __all__ = [
     "AISSE",
     "AISSEError",
     "Answer",
+    "BudgetExceeded",
     "ChatRequest",
     "Chunk",
     "ChunkIterator",
@@ -41,6 +46,7 @@ __all__ = [
     "ConfigurationError",
     "CrossSiteRequest",
     "End",
+    "InvalidOutput",
     "Message",
     "NotFound",
     "PayloadTooLarge",
@@ -58,6 +64,8 @@ __all__ = [
     "TooManyConnections",
     "TooManyRequests",
     "TooManyStreams",
+    "Tool",
+    "ToolError",
     "UnsupportedMediaType",
     "Usage",
     "ValidationError",

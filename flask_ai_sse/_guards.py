@@ -30,6 +30,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import constants as C
+from ._budgets import Budgets
 from ._cors import CorsPolicy
 from ._csrf import SAME_ORIGIN, from_trusted_page, may_change_state
 from ._request import requested_event_id
@@ -186,6 +187,8 @@ class Guards:
         #: Drops clients that stopped reading (``AI_SSE_SEND_TIMEOUT``); every event
         #: stream of the app gets it, not only the routes'.
         self.send_watch = send_watch
+        #: ``AI_SSE_TOKEN_BUDGET`` (set up with the app's telemetry), checked after the rate limit.
+        self.budgets: Budgets | None = None
 
     @classmethod
     def setup(
@@ -328,6 +331,8 @@ class Guards:
             return view(*args, observers=(), **kwargs)
         if self.rate_limit is not None:
             self.rate_limit.check()
+        if self.budgets is not None:  # refused before; a running stream is metered
+            self.budgets.check(self.client_key())
         if self.slots is None:
             return view(*args, observers=(), **kwargs)
         slot = self.slots.take(self.client_key())
