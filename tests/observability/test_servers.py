@@ -77,7 +77,7 @@ def test_metrics_are_summed_over_two_gevent_workers(gunicorn_server, redis_url, 
         if b'{"content"' in seen:
             break
     stream_id = seen.split(b'"stream_id":"')[1].split(b'"')[0].decode()
-    assert call("POST", f"{url}/ai/streams/{stream_id}/cancel").status_code == 202
+    assert call("POST", f"{url}/ai/streams/{stream_id}/cancel", json={}).status_code == 202
     live.close()
     # disconnected: the client leaves, the grace runs out
     gone = open_stream(f"{url}/ai/stream", method="POST", json={"prompt": LONG_PROMPT})

@@ -154,7 +154,7 @@ def test_cancelled_reports_an_estimate(signals_of):
     resp = client.get("/ai/stream?prompt=x", buffered=False)
     stream_id = stream_id_of(resp)
     wait_until(lambda: app.extensions["ai_sse"].engine.active[stream_id].answer.chunks > 3)
-    assert client.post(f"/ai/streams/{stream_id}/cancel").status_code == 202
+    assert client.post(f"/ai/streams/{stream_id}/cancel", json={}).status_code == 202
     result = collect(resp.response)
     done = json.loads(result.named("done")[0].data)
     assert done["finish_reason"] == "cancelled"
@@ -274,7 +274,7 @@ def test_metrics_after_completed_cancelled_failed_and_resumed_streams(registry, 
     assert value(registry, "ai_sse_streams_active") == 1
     assert value(registry, "ai_sse_readers_active") == 1
     wait_until(lambda: app.extensions["ai_sse"].engine.active[stream_id].answer.chunks > 2)
-    client.post(f"/ai/streams/{stream_id}/cancel")
+    client.post(f"/ai/streams/{stream_id}/cancel", json={})
     collect(resp.response)
     resp.close()
     run(client.get("/ai/stream?prompt=x"))

@@ -291,7 +291,7 @@ def test_cancel_during_a_slow_tool(stack: Stack) -> None:
         if any(e.event == "tool_call" for e in events):
             break
     stream_id = events[0].json()["stream_id"]
-    cancel = requests.post(f"{stack.url}/ai/streams/{stream_id}/cancel", timeout=5)
+    cancel = requests.post(f"{stack.url}/ai/streams/{stream_id}/cancel", json={}, timeout=5)
     assert cancel.status_code == 202
     for chunk in body:  # ends before the tool does
         events += [e for e in decoder.feed(chunk) if isinstance(e, ServerSentEvent)]
