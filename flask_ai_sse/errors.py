@@ -20,6 +20,7 @@ one boundary each, with ``raise ... from exc``::
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamCancelled              raised inside a cancelled generation
     ├── StreamGapError (410)         a reader fell behind the bounded log
+    ├── StreamInterrupted (500)      the stream's producer died (its worker was lost)
     └── StoreError (503)             the stream store (Redis) failed
 
 Every error has a stable ``type`` (the ``type`` of the JSON error body and of
@@ -209,6 +210,17 @@ class StreamGapError(AISSEError):
 
 
 __all__ += ["StreamGapError"]
+
+
+class StreamInterrupted(AISSEError):
+    """The stream's producer stopped beating: its worker was killed or its host lost."""
+
+    type = "interrupted"
+    status = 500
+    public_message = "The stream was interrupted: the server producing it stopped."
+
+
+__all__ += ["StreamInterrupted"]
 
 
 class TooManyStreams(TooManyRequests):

@@ -27,6 +27,7 @@ from .errors import AISSEError, ConfigurationError
 from .guards import Guards
 from .providers import Provider, ProviderConfig, build_provider
 from .providers.base import ChunkStream
+from .redis_client import options_from_config as redis_options
 from .sse import encode, encode_comment
 from .validation import AskParams, Limits, validate
 
@@ -164,6 +165,8 @@ class AISSE:
                 config[C.STORE],
                 ttl=float(config[C.STREAM_TTL]),
                 max_events=int(config[C.STREAM_MAX_EVENTS]),
+                redis_options=redis_options(config),
+                outage_budget=float(config[C.STORE_OUTAGE_BUDGET]),
             ),
             EngineSettings(
                 keepalive=float(config[C.KEEPALIVE]),
@@ -177,6 +180,7 @@ class AISSE:
                 flush_interval=float(config[C.FLUSH_INTERVAL]),
                 progress_every=int(config[C.PROGRESS_EVERY]),
                 sentence_mode=bool(config[C.SENTENCE_MODE]),
+                store_outage_budget=float(config[C.STORE_OUTAGE_BUDGET]),
             ),
         )
         limits = Limits.from_config(config, default_model=provider.model)
@@ -337,6 +341,7 @@ class AISSE:
         from .persistence.observer import begin_turn
 
         state = state or self.state()
+        state.engine.check_store()  # a store that is down must not cost an upstream request
         with begin_turn(state, params, owner=owner, options=options) as turn:
             chunks = state.provider.open(self._request(state, turn.params, turn.options))
             return state.engine.start(

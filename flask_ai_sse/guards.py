@@ -29,6 +29,7 @@ from . import constants as C
 from .context import requested_event_id
 from .cors import CorsPolicy
 from .errors import AISSEError, ConfigurationError, StoreError, TooManyRequests, TooManyStreams
+from .redis_client import options_from_config
 from .slots import Slot, Slots, create_slots
 
 # Flask-Limiter (and ``limits``) load only when a limit is configured: about 0.1 s.
@@ -226,6 +227,7 @@ class Guards:
                 _slots_url(config),
                 config[C.MAX_STREAMS_PER_KEY],
                 lease=_lease(config),
+                options=options_from_config(config),
             )
             state.observers.append(SlotKeeper())
         cors = CorsPolicy.from_config(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import logging
 import secrets
 import threading
 import time
@@ -30,6 +31,8 @@ from .protocol import event_id
 from .reader import StreamReader
 from .store import MemoryStore, StreamLog, StreamStore, create_store
 
+logger = logging.getLogger("flask_ai_sse")
+
 __all__ = [
     "Engine",
     "EngineSettings",
@@ -41,6 +44,10 @@ __all__ = [
     "StreamStore",
     "create_store",
 ]
+
+
+#: Seconds before the watchdog asks a failing store again about an orphaned stream.
+WATCHDOG_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class EngineSettings:
     flush_interval: float = 0.0
     progress_every: int = 0
     sentence_mode: bool = False
+    #: Seconds a store outage may last without ending running streams.
+    store_outage_budget: float = 10.0
 
 
 class Engine:
@@ -106,6 +115,8 @@ class Engine:
             sentence_mode=self.settings.sentence_mode,
             on_orphaned=self._schedule,
             on_done=self._forget,
+            outage_budget=self.settings.store_outage_budget,
+            max_unwritten=getattr(self.store, "max_events", 10000),
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()
@@ -117,6 +128,14 @@ class Engine:
             raise
         self._schedule(generation)
         return generation
+
+    def check_store(self) -> None:
+        """Raise :class:`StoreError` (a 503) if the store cannot take a new stream now.
+
+        Called before a new stream opens its upstream request, which costs money:
+        a store that is down must not let requests through to the provider.
+        """
+        self.store.check()
 
     def _check_owner(self, stream_id: str, owner: str | None) -> None:
         """One lookup: the stream exists and is ``owner``'s (``None``: anonymous)."""
@@ -140,6 +159,7 @@ class Engine:
             flush_interval=self.settings.flush_interval,
             on_close=functools.partial(self._detached, stream_id),
             event_id=functools.partial(event_id, stream_id),
+            outage_budget=self.settings.store_outage_budget,
         )
 
     def _detached(self, stream_id: str) -> None:
@@ -168,9 +188,14 @@ class Engine:
                 self._watchdog.start()
 
     def _watch(self) -> None:
+        """Runs for the life of the process: no error may end it (it would take every
+        timeout and disconnect grace of this process with it)."""
         while True:
             time.sleep(self._tick)
-            self.check(time.monotonic())
+            try:
+                self.check(time.monotonic())
+            except Exception:
+                logger.exception("stream watchdog: a check failed; it goes on")
 
     def _due(self, gen: Generation) -> float | None:
         """When ``gen`` next needs a look: a timeout, or the end of its disconnect grace."""
@@ -187,11 +212,14 @@ class Engine:
     def _schedule(self, gen: Generation) -> None:
         due = self._due(gen)
         if due is not None:
-            with self._lock:
-                if gen.stream_id not in self.active:  # it ended already
-                    return
-                self._due_at[gen.stream_id] = due
-                heapq.heappush(self._heap, (due, gen.stream_id))
+            self._schedule_at(gen, due)
+
+    def _schedule_at(self, gen: Generation, due: float) -> None:
+        with self._lock:
+            if gen.stream_id not in self.active:  # it ended already
+                return
+            self._due_at[gen.stream_id] = due
+            heapq.heappush(self._heap, (due, gen.stream_id))
 
     def _forget(self, gen: Generation) -> None:
         with self._lock:
@@ -225,7 +253,12 @@ class Engine:
                 and gen.orphaned_at is not None
                 and now - gen.orphaned_at >= s.disconnect_grace
             ):
-                if self.store.listeners(stream_id) == 0:
+                try:
+                    listeners = self.store.listeners(stream_id)
+                except StoreError:  # logged by the store; look again in a moment
+                    self._schedule_at(gen, now + WATCHDOG_RETRY)
+                    continue
+                if listeners == 0:
                     gen.abort("disconnected")
                     continue
                 gen.orphaned_at = None

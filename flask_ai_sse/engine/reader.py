@@ -5,6 +5,12 @@ runs, even when the client left before the first byte was sent (a generator
 that never started skips its ``finally``). A keepalive comment goes out after
 ``keepalive`` seconds of silence; since a WSGI app only learns of a disconnect
 when a write fails, keepalives are also the disconnect probe.
+
+A store that fails (Redis stalled or restarting) does not end the response at
+once: keepalives go on while it fails for less than ``outage_budget`` seconds,
+and the reader picks up where it was when the store answers again. Past the
+budget the response ends with one ``event: error`` (``store_unavailable``) and
+``[DONE]``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from ..errors import AISSEError, NotFound
+from ..errors import AISSEError, NotFound, StoreError
 from ..sse import DONE, encode
 from .store import ReadResult
 
@@ -33,7 +39,11 @@ class StreamReader(Iterator[bytes]):
         flush_interval: float = 0.0,
         on_close: Callable[[], None] | None = None,
         event_id: Callable[[int], str] | None = None,
+        outage_budget: float = 0.0,
     ) -> None:
+        self._outage_budget = outage_budget
+        #: Since when reads fail (``None``: they do not).
+        self._failing_since: float | None = None
         self._read = read
         self._after = after
         self._prefix = prefix
@@ -63,6 +73,32 @@ class StreamReader(Iterator[bytes]):
         return self._keepalive_bytes
 
     def _take(self, timeout: float) -> bytes:
+        """What the log has for this client, waiting up to ``timeout``; during a
+        store outage within the budget, nothing (a keepalive) until it has passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                body = self._take_once(max(0.0, deadline - time.monotonic()))
+            except StoreError as exc:
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                if now - self._failing_since >= self._outage_budget:
+                    return self._error(exc)
+                if now >= deadline:
+                    return b""
+                time.sleep(min(0.25, deadline - now))  # the store refused at once: pace retries
+                continue
+            self._failing_since = None
+            return body
+
+    def _error(self, exc: AISSEError) -> bytes:
+        """End the response with ``exc``; the id repeats the last one sent: resume stays exact."""
+        self.finished = True
+        event_id = self._event_id(self._after) if self._event_id else None
+        return encode(exc.to_dict(), event="error", id=event_id) + DONE
+
+    def _take_once(self, timeout: float) -> bytes:
         try:
             result = self._read(self._after, timeout)
             if result is None:  # expired under us: end the response rather than hang
@@ -74,12 +110,11 @@ class StreamReader(Iterator[bytes]):
                 if more:
                     entries = entries + more[0]
                     final = more[1]
+        except StoreError:
+            raise
         except AISSEError as exc:
-            # The store failed, expired the stream or dropped what this reader missed: say
-            # so, and end cleanly. The id repeats the last one sent: resume stays exact.
-            self.finished = True
-            event_id = self._event_id(self._after) if self._event_id else None
-            return encode(exc.to_dict(), event="error", id=event_id) + DONE
+            # The stream expired or dropped what this reader missed: say so, and end cleanly.
+            return self._error(exc)
         self._after += len(entries)
         if final:
             self.finished = True

@@ -1,0 +1,124 @@
+"""Redis clients for the stream store and the concurrency slots: built and translated here.
+
+One place decides how the library talks to Redis, so that every pool behaves the
+same way under load and under faults:
+
+- a **blocking** pool: beyond ``max_connections`` a command waits up to
+  ``pool_timeout`` seconds for a free connection instead of failing at once
+  (redis-py's default pool refuses the 101st concurrent command);
+- every socket has a timeout (``socket_timeout``, ``connect_timeout``), so a
+  stalled Redis fails a call within seconds instead of hanging a greenlet;
+- a short retry (one quick retry after a dropped connection) rides out a restart
+  without holding a client for long;
+- :func:`translated` is the one boundary where ``redis`` errors become
+  :class:`~flask_ai_sse.errors.StoreError` (``store_unavailable``, 503).
+
+Nothing connects at construction: the first command does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError, StoreError
+
+__all__ = ["RedisOptions", "connect", "options_from_config", "redis_errors", "translated"]
+
+logger = logging.getLogger("flask_ai_sse")
+
+#: URL schemes this module accepts.
+SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """How the library's Redis pools behave (from ``AI_SSE_REDIS_*``)."""
+
+    #: Seconds a command may take before it fails (a stalled Redis).
+    socket_timeout: float = 1.0
+    connect_timeout: float = 1.0
+    #: Connections per pool and process; beyond, commands wait ``pool_timeout``.
+    max_connections: int = 50
+    pool_timeout: float = 2.0
+
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ConfigurationError(
+            "A redis:// URL needs the 'redis' package: pip install 'flask-ai-sse[redis]'."
+        ) from None
+    return redis
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What a failing Redis raises: its own errors, and sockets' (a reset mid-read)."""
+    return (_redis().RedisError, OSError)
+
+
+@contextlib.contextmanager
+def translated(what: str = "") -> Iterator[None]:
+    """Turn Redis failures into :class:`StoreError`; the cause is logged once, here."""
+    try:
+        yield
+    except redis_errors() as exc:
+        logger.warning("redis%s: %s: %s", f" ({what})" if what else "", type(exc).__name__, exc)
+        raise StoreError() from exc
+
+
+def connect(
+    url: str,
+    options: RedisOptions,
+    *,
+    extra_timeout: float = 0.0,
+    max_connections: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A ``redis.Redis`` on a blocking pool for ``url`` (RESP2).
+
+    ``extra_timeout`` lengthens the socket timeout for a client whose commands
+    block on purpose (``XREAD BLOCK``); ``max_connections`` overrides the size
+    for a dedicated pool. Extra keyword arguments go to the connections.
+    """
+    redis = _redis()
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    connection: dict[str, Any] = {
+        "socket_timeout": options.socket_timeout + extra_timeout,
+        "socket_connect_timeout": options.connect_timeout,
+        # One quick retry rides out a dropped connection; a long backoff would hang clients.
+        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.02), 1),
+        "protocol": 2,
+        **kwargs,
+    }
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections or options.max_connections,
+            timeout=options.pool_timeout,
+            **connection,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"Not a usable Redis URL: {exc}") from exc
+    if str(pool.connection_kwargs.get("protocol")) != "2":
+        raise ConfigurationError("The library speaks RESP2 to Redis: drop 'protocol' from the URL.")
+    return redis.Redis(connection_pool=pool)
+
+
+def options_from_config(config: Mapping[str, Any]) -> RedisOptions:
+    """The pools' options from ``AI_SSE_REDIS_*`` (read once, in ``init_app``)."""
+    from . import constants as C
+
+    timeout = float(config[C.REDIS_TIMEOUT])
+    return RedisOptions(
+        socket_timeout=timeout,
+        connect_timeout=timeout,
+        max_connections=int(config[C.REDIS_MAX_CONNECTIONS]),
+        pool_timeout=float(config[C.REDIS_POOL_TIMEOUT]),
+    )
