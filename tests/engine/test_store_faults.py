@@ -8,6 +8,7 @@ ends its stream as ``interrupted`` for readers on other workers.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -81,7 +82,7 @@ class Timed:
     def gaps_between(self, start: float, end: float) -> float:
         """The longest silence of the response between ``start`` and ``end``."""
         times = [start] + [t for t, _ in self.pieces if start < t < end] + [end]
-        return max(b - a for a, b in zip(times, times[1:], strict=False))
+        return max(b - a for a, b in itertools.pairwise(times))
 
 
 def exactly_one_end(result: StreamResult, stream_id: str) -> None:
@@ -189,11 +190,9 @@ def test_a_killed_producer_ends_its_readers_on_other_workers_as_interrupted(
     gunicorn_server, own_redis
 ):
     redis_server = own_redis()
-    settings = config(
-        redis_server.url(), AI_SSE_STORE_OUTAGE_BUDGET=1, AI_SSE_FAKE_DELAY=0.2
-    )
+    settings = config(redis_server.url(), AI_SSE_STORE_OUTAGE_BUDGET=1, AI_SSE_FAKE_DELAY=0.2)
     a, b = gunicorn_server(settings), gunicorn_server(settings)
-    first, stream_id = start_stream(a)
+    _first, stream_id = start_stream(a)
     on_b = Timed(open_stream(f"{b.url}/ai/streams/{stream_id}", timeout=30))
     wait_until(lambda: on_b.count(b'"content"') >= 1)
     for pid in worker_pids(a.proc.pid):
