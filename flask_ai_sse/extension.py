@@ -193,6 +193,8 @@ class AISSE:
             from .persistence import Persistence
 
             state.persistence = Persistence(app, self, config)
+            # Whichever worker ends a stream whose producer died marks its message too.
+            engine.store.on_interrupted.append(state.persistence.store.mark_interrupted)
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
         if config[C.REGISTER_BLUEPRINT]:

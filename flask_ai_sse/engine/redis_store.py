@@ -430,7 +430,7 @@ class RedisStore(StreamStore):
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._hub = _Hub(self, url, options)
-        self.on_interrupted: list[Callable[[str], None]] = []
+        self.on_interrupted: list[Callable[[str], object]] = []
 
     def _keys(self, stream_id: str) -> tuple[str, str]:
         base = f"{self.prefix}{{{stream_id}}}"
@@ -711,7 +711,7 @@ class RedisStore(StreamStore):
         self._hub._pool.disconnect()
 
 
-def _guarded(hook: Callable[[str], None], stream_id: str) -> Callable[[], None]:
+def _guarded(hook: Callable[[str], object], stream_id: str) -> Callable[[], None]:
     def run() -> None:
         try:
             hook(stream_id)

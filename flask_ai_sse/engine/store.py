@@ -101,7 +101,7 @@ class StreamStore(abc.ABC):
     shared: bool = False
     #: Called with a stream id when this process ended a stream whose producer was
     #: lost (another worker died): e.g. to mark its stored message failed.
-    on_interrupted: list[Callable[[str], None]]
+    on_interrupted: list[Callable[[str], object]]
 
     @abc.abstractmethod
     def create(self, stream_id: str, meta: dict[str, Any]) -> None: ...

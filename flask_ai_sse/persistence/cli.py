@@ -23,9 +23,11 @@ def reconcile_command(older_than: float | None) -> None:
     """Mark interrupted streaming messages as failed (reason 'interrupted')."""
     state = current_app.extensions.get(C.EXTENSION_NAME)
     persistence = getattr(state, "persistence", None)
-    if persistence is None:
+    if state is None or persistence is None:
         raise click.UsageError("Persistence is off: create the extension with AISSE(app, db=db).")
-    count = persistence.store.reconcile(older_than=older_than)
+    store = state.engine.store
+    alive = store.producer_alive if store.shared else None  # heartbeats, where they are shared
+    count = persistence.store.reconcile(older_than=older_than, alive=alive)
     click.echo(f"Marked {count} interrupted message(s) as failed.")
 
 
