@@ -82,10 +82,11 @@ return 1
 #: sequence number, -1 when the stream is gone, -2 when someone else ended it.
 #: KEYS: log, meta. ARGV: first seq, maxlen (0: none), expiry ms, final (0/1), entries...
 _APPEND = """
-if redis.call('exists', KEYS[2]) == 0 then return -1 end
-local last = tonumber(redis.call('hget', KEYS[2], 'last') or '0')
+local state = redis.call('hmget', KEYS[2], 'last', 'end')
+if not state[1] then return -1 end
+local last = tonumber(state[1])
 local first, n, final = tonumber(ARGV[1]), #ARGV - 4, ARGV[4] == '1'
-if first + n - 1 > last and redis.call('hexists', KEYS[2], 'end') == 1 then return -2 end
+if state[2] and first + n - 1 > last then return -2 end
 for i = 1, n do
   local seq = first + i - 1
   if seq > last then

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,35 @@ def test_a_killed_producers_message_is_marked_interrupted_and_reconcile_asks_hea
         with app.app_context():
             db.drop_all()
             db.engine.dispose()
+
+
+def test_connections_per_worker_stay_a_small_constant_at_200_streams(gunicorn_server, own_redis):
+    """Followers share one reading loop; the short-command pool is capped by config."""
+    redis_server = own_redis()
+    words = 30
+    server = gunicorn_server(
+        config(
+            redis_server.url(),
+            AI_SSE_FAKE_DELAY=0.1,
+            AI_SSE_FAKE_RESPONSE=" ".join(f"w{i}" for i in range(words)),
+            AI_SSE_REDIS_MAX_CONNECTIONS=8,
+            AI_SSE_KEEPALIVE=5,
+        ),
+        extra_args=["--worker-connections", "2000"],
+    )
+    before = len(redis_server.clients())
+    streams = []
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        streams = list(pool.map(lambda _: start_stream(server), range(200)))
+        attached = list(
+            pool.map(
+                lambda s: Timed(open_stream(f"{server.url}/ai/streams/{s[1]}", timeout=30)),
+                streams[:100],
+            )
+        )
+        during = len(redis_server.clients())
+        results = [timed.result() for timed, _ in streams] + [t.result() for t in attached]
+    assert before == 0 and during <= 8 + 2, during  # the pool, the reading loop, pub/sub
+    for result in results:
+        assert result.terminal is not None and result.terminal.event == "done"
+        assert result.text == " ".join(f"w{i}" for i in range(words))
