@@ -29,7 +29,7 @@ from . import constants as C
 from .context import requested_event_id
 from .cors import CorsPolicy
 from .errors import AISSEError, ConfigurationError, StoreError, TooManyRequests, TooManyStreams
-from .redis_client import options_from_config
+from .redis_client import limiter_storage_options, options_from_config
 from .slots import Slot, Slots, create_slots
 
 # Flask-Limiter (and ``limits``) load only when a limit is configured: about 0.1 s.
@@ -143,6 +143,9 @@ def _internal_limiter(ai: AISSE, app: Flask, config: Mapping[str, Any]) -> Limit
     limiter = Limiter(
         functools.partial(client_key, ai),
         storage_uri=str(config[C.RATE_LIMIT_STORAGE]),
+        storage_options=limiter_storage_options(
+            str(config[C.RATE_LIMIT_STORAGE]), options_from_config(config)
+        ),
         strategy=str(config[C.RATE_LIMIT_STRATEGY]),
         key_prefix=SCOPE,
         headers_enabled=False,

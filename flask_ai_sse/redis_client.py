@@ -26,7 +26,14 @@ from typing import Any
 
 from .errors import ConfigurationError, StoreError
 
-__all__ = ["RedisOptions", "connect", "options_from_config", "redis_errors", "translated"]
+__all__ = [
+    "RedisOptions",
+    "connect",
+    "limiter_storage_options",
+    "options_from_config",
+    "redis_errors",
+    "translated",
+]
 
 logger = logging.getLogger("flask_ai_sse")
 
@@ -122,3 +129,11 @@ def options_from_config(config: Mapping[str, Any]) -> RedisOptions:
         max_connections=int(config[C.REDIS_MAX_CONNECTIONS]),
         pool_timeout=float(config[C.REDIS_POOL_TIMEOUT]),
     )
+
+
+def limiter_storage_options(uri: str, options: RedisOptions) -> dict[str, Any]:
+    """Flask-Limiter's ``storage_options`` for ``uri``: a Redis storage gets a blocking pool
+    like the store's (its default pool refuses the 101st concurrent request)."""
+    if not uri.startswith(SCHEMES):
+        return {}
+    return {"connection_pool": connect(uri, options).connection_pool}

@@ -317,3 +317,32 @@ def test_connections_per_worker_stay_a_small_constant_at_200_streams(gunicorn_se
     for result in results:
         assert result.terminal is not None and result.terminal.event == "done"
         assert result.text == " ".join(f"w{i}" for i in range(words))
+
+
+def test_a_burst_of_300_new_streams_gets_no_503_from_redis_pools(gunicorn_server, own_redis):
+    """Slots, rate limit and store all on Redis: their pools wait instead of refusing."""
+    redis_server = own_redis()
+    server = gunicorn_server(
+        config(
+            redis_server.url(),
+            AI_SSE_FAKE_DELAY=0.01,
+            AI_SSE_FAKE_RESPONSE="short answer",
+            AI_SSE_RATE_LIMIT="100000/minute",
+            AI_SSE_RATE_LIMIT_STORAGE=redis_server.url(1),
+            AI_SSE_MAX_STREAMS_PER_KEY=1000,
+            AI_SSE_MAX_STREAMS_STORAGE=redis_server.url(2),
+            AI_SSE_REDIS_MAX_CONNECTIONS=10,
+        ),
+        extra_args=["--worker-connections", "2000"],
+    )
+
+    def one(_: int) -> tuple[int, str]:
+        resp = open_stream(f"{server.url}/ai/stream", method="POST", json={"prompt": "x"})
+        return resp.status_code, resp.text
+
+    with ThreadPoolExecutor(max_workers=150) as pool:
+        answers = list(pool.map(one, range(300)))
+    statuses = [status for status, _ in answers]
+    assert statuses.count(200) == 300, {s: statuses.count(s) for s in set(statuses)}
+    assert all(text.endswith("data: [DONE]\n\n") for _, text in answers)
+    assert len(redis_server.clients()) <= 3 * (10 + 2)
