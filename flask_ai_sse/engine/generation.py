@@ -104,9 +104,13 @@ class Generation:
         """Write the ``start`` event, then run the producer in its own thread/greenlet."""
         self.store.create(self.stream_id, self.meta)
         self.store.watch(self.stream_id, self._on_signal)
-        self._notify("started")
-        start = encode_event(self.stream_id, self._next(), self.start_data, "start")
-        self.store.append(self.stream_id, [start])  # a failure here is the client's 503
+        try:
+            self._notify("started")
+            start = encode_event(self.stream_id, self._next(), self.start_data, "start")
+            self.store.append(self.stream_id, [start])  # a failure here is the client's 503
+        except BaseException:
+            self.store.unwatch(self.stream_id)  # no heartbeat for a stream that never ran
+            raise
         spawn(self.run, name=f"ai-sse-{self.stream_id[:8]}")
 
     def abort(self, reason: str) -> None:
