@@ -37,8 +37,11 @@ __all__ = [
 
 logger = logging.getLogger("flask_ai_sse")
 
+#: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/<service>[/<db>]``: the
+#: master of ``service`` as the Sentinels name it, followed across failovers.
+SENTINEL = "redis+sentinel://"
 #: URL schemes this module accepts.
-SCHEMES = ("redis://", "rediss://", "unix://")
+SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL)
 
 
 @dataclass(frozen=True)
@@ -104,18 +107,54 @@ def connect(
         "protocol": 2,
         **kwargs,
     }
+    size = {"max_connections": max_connections or options.max_connections}
     try:
+        if url.startswith(SENTINEL):
+            return _sentinel_client(url, options, {**connection, **size})
         pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections or options.max_connections,
-            timeout=options.pool_timeout,
-            **connection,
+            url, timeout=options.pool_timeout, **size, **connection
         )
     except ValueError as exc:
         raise ConfigurationError(f"Not a usable Redis URL: {exc}") from exc
     if str(pool.connection_kwargs.get("protocol")) != "2":
         raise ConfigurationError("The library speaks RESP2 to Redis: drop 'protocol' from the URL.")
     return redis.Redis(connection_pool=pool)
+
+
+def _sentinel_client(url: str, options: RedisOptions, connection: dict[str, Any]) -> Any:
+    """A client of the master the Sentinels in ``url`` name, on a blocking pool."""
+    from urllib.parse import unquote, urlsplit
+
+    from redis import BlockingConnectionPool
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+        """Sentinel's master lookup with the blocking pool's wait for a free connection."""
+
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.rpartition(":")
+        hosts.append((host or item, int(port) if host else 26379))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or not hostlist:
+        raise ValueError(f"{url!r} names no Sentinel or no service: {SENTINEL}host:port/service")
+    timeouts = {
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.connect_timeout,
+    }
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(  # type: ignore[no-untyped-call]
+        path[0],
+        connection_pool_class=BlockingSentinelPool,
+        timeout=options.pool_timeout,
+        db=int(path[1]) if len(path) > 1 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        **connection,
+    )
 
 
 def options_from_config(config: Mapping[str, Any]) -> RedisOptions:
@@ -134,6 +173,6 @@ def options_from_config(config: Mapping[str, Any]) -> RedisOptions:
 def limiter_storage_options(uri: str, options: RedisOptions) -> dict[str, Any]:
     """Flask-Limiter's ``storage_options`` for ``uri``: a Redis storage gets a blocking pool
     like the store's (its default pool refuses the 101st concurrent request)."""
-    if not uri.startswith(SCHEMES):
-        return {}
+    if not uri.startswith(SCHEMES) or uri.startswith(SENTINEL):
+        return {}  # limits reaches Sentinels itself
     return {"connection_pool": connect(uri, options).connection_pool}

@@ -205,9 +205,10 @@ class _Hub:
         self.mirrors: dict[str, _Mirror] = {}
         #: Since when the loop fails to read (``None``: it reads).
         self.failing_since: float | None = None
-        self._pool = connect(
-            url, options, extra_timeout=self.block, max_connections=1
-        ).connection_pool
+        # Two connections of its own: XREAD, and the heartbeat checks; so a burst that
+        # fills the store's pool (producers retrying in an outage) never starves readers.
+        self._client = connect(url, options, extra_timeout=self.block, max_connections=2)
+        self._pool = self._client.connection_pool
         self._conn: Any = None
         self._client_id: int | None = None
         self._blocked = False
@@ -362,7 +363,7 @@ class _Hub:
         if not running:
             return
         store = self.store
-        pipe = store._redis.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for stream_id in running:
             store._reap(keys=store._keys(stream_id), args=store._reap_args(stream_id), client=pipe)
         results = pipe.execute()

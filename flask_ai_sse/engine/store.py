@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigurationError, StoreError, StreamGapError
-from ..redis_client import RedisOptions
+from ..redis_client import SCHEMES, RedisOptions
 
 #: Called with a signal name: ``cancelled`` (stop now) or ``orphaned`` (last reader left).
 SignalHandler = Callable[[str], None]
@@ -260,7 +260,7 @@ def create_store(
         return url
     if url in ("memory", "memory://"):
         return MemoryStore(ttl=ttl, max_events=max_events)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(SCHEMES):
         from .redis_store import RedisStore
 
         return RedisStore(
@@ -271,4 +271,6 @@ def create_store(
             heartbeat=HEARTBEAT,
             lapse=outage_budget + 3 * HEARTBEAT,
         )
-    raise ConfigurationError(f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}.")
+    raise ConfigurationError(
+        f"AI_SSE_STORE must be 'memory' or a redis:// (or redis+sentinel://) URL, not {url!r}."
+    )
