@@ -51,7 +51,8 @@ class Sentinel:
         return f"redis+sentinel://127.0.0.1:{self.port}/mymaster/{db}"
 
     def master_port(self) -> int:
-        return int(self.client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")[1])
+        address = self.client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+        return int(address[1])
 
     def replicas(self) -> list[Any]:
         return list(self.client.execute_command("SENTINEL", "replicas", "mymaster"))
