@@ -1,4 +1,4 @@
-"""The Markdown report: one table per scenario, the ratios, and the issue's targets."""
+"""The Markdown report: one table per scenario, the ratios, and the targets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 Result = dict[str, Any]
 
-#: The issue's targets (issue 4, item 9), for our relay.
+#: The targets for our relay (README.md, "The targets").
 CPU_TARGET_US = 35.0
 RSS_TARGET_KIB = 32.0
 ADDED_LATENCY_TARGET_MS = 5.0
@@ -45,7 +45,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def checks(name: str, load: dict[str, Any], results: dict[str, Result]) -> list[str]:
-    """The issue's targets for this scenario, each as 'PASS'/'MISS' and the figures behind it."""
+    """The targets for this scenario, each as 'PASS'/'MISS' and the figures behind it."""
     ours, base, direct = results.get("ours"), results.get("baseline"), results.get("direct")
     lines: list[str] = []
 
@@ -105,6 +105,6 @@ def scenario_markdown(
     table = "\n".join([HEADER, *(row(r) for r in results.values())])
     lines = checks(kind, load, results)
     if custom:
-        lines.insert(0, "custom sizes: the targets below are the issue's, not meant for these")
+        lines.insert(0, "custom sizes: the targets below are for the standard sizes, not these")
     notes = "\n".join(f"- {line}" for line in lines)
     return f"{title}\n\n{table}\n\n{notes}\n"

@@ -1,7 +1,7 @@
 """Benchmark flask-ai-sse's relay against a hand-written Flask + requests relay.
 
-    /work/venv/bin/python benchmarks/run.py --scenario all          # the issue's sizes
-    /work/venv/bin/python benchmarks/run.py --scenario all --quick  # a smoke test, < 1 min
+    python benchmarks/run.py --scenario all          # the standard sizes
+    python benchmarks/run.py --scenario all --quick  # a smoke test, < 1 min
 
 Per scenario: a mock OpenAI upstream (T tokens D ms apart), then for each
 target in turn a fresh gunicorn (one gevent worker) and a load generator in
@@ -33,7 +33,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 @dataclass(frozen=True)
 class Scenario:
-    kind: str  # the issue's scenario: a, b or c (which targets apply)
+    kind: str  # the standard scenario: a, b or c (which targets apply)
     label: str
     load: Load
     quick: Load
@@ -41,7 +41,7 @@ class Scenario:
 
 
 RELAYS = ("ours", "baseline")
-#: The issue's scenarios. (b) asks for N=10000, but one worker cannot hold that many relayed
+#: The standard scenarios. (b) asks for N=10000, but one worker cannot hold that many relayed
 #: streams under the 20000 descriptor limit (two per stream): N=9000. Its streams last
 #: 14.5 s, so all N are open at once only if they start faster than 620/s: "b" ramps at
 #: 1000/s; "b-steady" ramps at 100/s, a rate one worker on this machine keeps up with.

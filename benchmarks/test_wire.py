@@ -1,6 +1,6 @@
 """The load generator's parser, fed whole and in every two-piece split.
 
-/work/venv/bin/python -m pytest benchmarks/test_wire.py
+python -m pytest benchmarks/test_wire.py
 """
 
 from __future__ import annotations

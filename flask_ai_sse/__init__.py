@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-# First, so that submodules may import it while the package initializes.
-try:
-    __version__ = version("flask-ai-sse")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
-from .chunks import Answer, ChatRequest, Chunk, Usage
+from ._version import __version__
+from .chunks import Answer, ChatRequest, Chunk, Message, Usage
 from .engine.custom import End, error_event
 from .errors import (
     AISSEError,
     ConfigurationError,
     NotFound,
+    PayloadTooLarge,
+    ProviderConnectionError,
     ProviderError,
+    ProviderProtocolError,
+    ProviderStatusError,
     ProviderTimeout,
+    RequestError,
     StoreError,
+    StreamGapError,
+    StreamInterrupted,
     StreamTimeout,
+    TooManyRequests,
+    TooManyStreams,
+    UnsupportedMediaType,
     ValidationError,
 )
-from .extension import AISSE
+from .extension import AISSE, ChunkIterator
 from .sse import Comment, ServerSentEvent
+from .task import Task
 
 __all__ = [
     "AISSE",
@@ -31,15 +35,28 @@ __all__ = [
     "Answer",
     "ChatRequest",
     "Chunk",
+    "ChunkIterator",
     "Comment",
     "ConfigurationError",
     "End",
+    "Message",
     "NotFound",
+    "PayloadTooLarge",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderProtocolError",
+    "ProviderStatusError",
     "ProviderTimeout",
+    "RequestError",
     "ServerSentEvent",
     "StoreError",
+    "StreamGapError",
+    "StreamInterrupted",
     "StreamTimeout",
+    "Task",
+    "TooManyRequests",
+    "TooManyStreams",
+    "UnsupportedMediaType",
     "Usage",
     "ValidationError",
     "__version__",

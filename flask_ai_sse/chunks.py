@@ -77,13 +77,19 @@ class Chunk:
 
 @dataclass(slots=True)
 class ChatRequest:
-    """What to ask: provider-neutral, validated before it gets here."""
+    """What to ask: provider-neutral, one type from validation to the provider.
+
+    ``conversation_id`` names a stored conversation (persistence): its history is
+    added to ``messages`` before the request goes upstream. ``options`` are the
+    adapter's extra body fields.
+    """
 
     messages: list[Message]
     model: str
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    conversation_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 

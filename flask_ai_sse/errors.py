@@ -18,7 +18,6 @@ one boundary each, with ``raise ... from exc``::
     │   ├── ProviderTimeout (504)    connect, read-idle or total timeout
     │   └── ProviderProtocolError (502)  malformed stream, missing terminator
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
-    ├── StreamCancelled              raised inside a cancelled generation
     ├── StreamGapError (410)         a reader fell behind the bounded log
     ├── StreamInterrupted (500)      the stream's producer died (its worker was lost)
     └── StoreError (503)             the stream store (Redis) failed
@@ -32,6 +31,27 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "AISSEError",
+    "ConfigurationError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderProtocolError",
+    "ProviderStatusError",
+    "ProviderTimeout",
+    "RequestError",
+    "StoreError",
+    "StreamGapError",
+    "StreamInterrupted",
+    "StreamTimeout",
+    "TooManyRequests",
+    "TooManyStreams",
+    "UnsupportedMediaType",
+    "ValidationError",
+]
+
 
 class AISSEError(Exception):
     """Base class of every error the library raises."""
@@ -40,6 +60,8 @@ class AISSEError(Exception):
     status: int = 500
     #: Shown to clients. Subclasses override with something generic and safe.
     public_message: str = "Internal error."
+    #: This error's message, safe to show to a client.
+    message: str
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.public_message
@@ -95,6 +117,8 @@ class TooManyRequests(RequestError):
     type = "rate_limited"
     status = 429
     public_message = "Too many requests."
+    #: Seconds after which the client may try again (the ``Retry-After`` header).
+    retry_after: float
 
     def __init__(self, message: str | None = None, *, retry_after: float = 1, **details: Any):
         super().__init__(message, **details)
@@ -102,7 +126,7 @@ class TooManyRequests(RequestError):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
+        return _retry_after_header(self.retry_after)
 
 
 class ProviderError(AISSEError):
@@ -111,6 +135,8 @@ class ProviderError(AISSEError):
     type = "provider_error"
     status = 502
     public_message = "The model provider failed."
+    #: The provider's name (never its key).
+    provider: str
 
     def __init__(self, message: str | None = None, *, provider: str = "", **details: Any):
         super().__init__(message, **details)
@@ -119,6 +145,11 @@ class ProviderError(AISSEError):
 
 class ProviderStatusError(ProviderError):
     """The provider answered an HTTP error status (after any retries)."""
+
+    #: The provider's HTTP status.
+    upstream_status: int
+    #: The provider's ``Retry-After``, in seconds, when it sent one.
+    retry_after: float | None
 
     def __init__(
         self,
@@ -142,9 +173,7 @@ class ProviderStatusError(ProviderError):
 
     @property
     def headers(self) -> dict[str, str]:
-        if self.status == 429:
-            return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
-        return {}
+        return _retry_after_header(self.retry_after or 1) if self.status == 429 else {}
 
 
 class ProviderConnectionError(ProviderError):
@@ -169,36 +198,10 @@ class StreamTimeout(AISSEError):
     public_message = "The stream timed out."
 
 
-class StreamCancelled(AISSEError):
-    type = "cancelled"
-    status = 409
-    public_message = "The stream was cancelled."
-
-
 class StoreError(AISSEError):
     type = "store_unavailable"
     status = 503
     public_message = "The stream store is unavailable."
-
-
-__all__ = [
-    "AISSEError",
-    "ConfigurationError",
-    "NotFound",
-    "PayloadTooLarge",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderProtocolError",
-    "ProviderStatusError",
-    "ProviderTimeout",
-    "RequestError",
-    "StoreError",
-    "StreamCancelled",
-    "StreamTimeout",
-    "TooManyRequests",
-    "UnsupportedMediaType",
-    "ValidationError",
-]
 
 
 class StreamGapError(AISSEError):
@@ -209,18 +212,12 @@ class StreamGapError(AISSEError):
     public_message = "Events were dropped before this client read them."
 
 
-__all__ += ["StreamGapError"]
-
-
 class StreamInterrupted(AISSEError):
     """The stream's producer stopped beating: its worker was killed or its host lost."""
 
     type = "interrupted"
     status = 500
     public_message = "The stream was interrupted: the server producing it stopped."
-
-
-__all__ += ["StreamInterrupted"]
 
 
 class TooManyStreams(TooManyRequests):
@@ -230,4 +227,6 @@ class TooManyStreams(TooManyRequests):
     public_message = "Too many streams are open; try again when one has ended."
 
 
-__all__ += ["TooManyStreams"]
+def _retry_after_header(seconds: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, at least 1 (HTTP takes no fractions)."""
+    return {"Retry-After": str(max(1, round(seconds)))}

@@ -1,63 +1,52 @@
-"""The Flask glue: ``AISSE`` reads config, owns per-app state, and makes responses.
+"""The facade: ``AISSE`` registers on apps and offers the Python API.
 
 One ``AISSE`` object may serve several apps; everything per app lives in
-``app.extensions["ai_sse"]`` (an :class:`AppState`). Data flows one way:
+``app.extensions["ai_sse"]`` (an :class:`AppState`). Settings are read in
+:mod:`._settings`, responses built in :mod:`._responses`, routes live in
+:mod:`._blueprint`. Data flows one way:
 request -> validation -> provider -> engine -> reader -> response.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
-from flask import copy_current_request_context as _copy_request_context
+from flask import Blueprint, Flask, Response, current_app, has_request_context
 
 from . import constants as C
+from ._blueprint import create_blueprint
+from ._deployment import check_at_first_request
+from ._guards import Guards
+from ._request import client_key, once_per_request, requested_event_id
+from ._responses import custom_stream_response, render_error, sse_response
+from ._settings import Settings, read_settings, read_table_prefix
+from ._turn import MESSAGE_META_OPTION, Conversations, Turn
+from ._validation import validate
 from .chunks import Answer, ChatRequest, Chunk, Message
-from .context import requested_event_id
-from .deployment import check_at_first_request
-from .engine import Engine, EngineSettings, Generation, Observer, create_store
-from .engine.custom import CustomStream
-from .engine.reader import StreamReader
-from .errors import AISSEError, ConfigurationError
-from .guards import Guards
-from .providers import Provider, ProviderConfig, build_provider
+from .engine import Engine, Generation, Observer, create_store
+from .errors import AISSEError, ValidationError
+from .providers import Provider, build_provider
 from .providers.base import ChunkStream
-from .redis_client import options_from_config as redis_options
-from .sse import encode, encode_comment
-from .validation import AskParams, Limits, validate
+from .task import Task
 
 if TYPE_CHECKING:
     from .persistence import ConversationStore, Persistence
-    from .task import Task
-
-logger = logging.getLogger("flask_ai_sse")
-
-#: The headers of every event-stream response (CONTRACT.md). No hop-by-hop ones.
-SSE_HEADERS: Mapping[str, str] = {
-    "Cache-Control": "no-cache, no-transform",
-    "X-Accel-Buffering": "no",
-}
-SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
-_OWNER_KEY = "flask_ai_sse.owner"
 
 
 @dataclass
 class AppState:
-    """What one app's registration holds: resolved config, provider, engine."""
+    """What one app's registration holds: its settings, provider, engine and guards."""
 
     extension: AISSE
-    config: dict[str, Any]
+    settings: Settings
     provider: Provider
     engine: Engine
-    limits: Limits
-    observers: list[Observer] = field(default_factory=list)
-    guards: Guards = field(default_factory=Guards)
-    persistence: Persistence | None = None
+    guards: Guards
+    #: The stored conversations' hook (``AISSE(app, db=db)``), else ``None``.
+    conversations: Conversations | None = None
 
 
 class ChunkIterator(Iterator[Chunk]):
@@ -94,14 +83,6 @@ class ChunkIterator(Iterator[Chunk]):
         self.close()
 
 
-def _setting(app: Flask, key: str, override: Any) -> Any:
-    """Constructor argument > app.config > default; the result is written back to config."""
-    if override is not None:
-        app.config[key] = override
-        return override
-    return app.config.setdefault(key, C.DEFAULTS[key])
-
-
 class AISSE:
     """The flask-ai-sse extension.
 
@@ -134,71 +115,69 @@ class AISSE:
             C.REGISTER_BLUEPRINT: register_blueprint,
             C.TABLE_PREFIX: table_prefix,
         }
+        self._provider_instance = provider if isinstance(provider, Provider) else None
+        self._authorize: Callable[[], str | None] | None = None
         #: With ``db``: the persistence models, classes on the app's own ``db.Model``.
         self.Conversation: Any = None
         self.Message: Any = None
+        self._persistence: Persistence | None = None
         if db is not None:
-            from .persistence.state import define_app_models
+            # An optional feature, loaded only with a database. The models are made
+            # now, so that ``db.create_all()`` and Alembic see them before init_app.
+            from .persistence import Persistence
 
-            models = define_app_models(db, table_prefix, app)
-            self.Conversation, self.Message = models.conversation, models.message
-        self._provider_instance = provider if isinstance(provider, Provider) else None
-        self._authorize: Callable[[], str | None] | None = None
+            prefix = read_table_prefix(app.config if app is not None else None, table_prefix)
+            self._persistence = Persistence(db, prefix)
+            self.Conversation = self._persistence.models.conversation
+            self.Message = self._persistence.models.message
         if app is not None:
             self.init_app(app)
 
     # -- registration -----------------------------------------------------------
 
     def init_app(self, app: Flask) -> None:
-        """Register on ``app``: read config once, build provider, store and engine."""
+        """Register on ``app``: read its config once, build provider, store and engine."""
         if C.EXTENSION_NAME in app.extensions:
             raise RuntimeError(
                 "A 'AISSE' instance has already been registered on this Flask app."
                 " Import and use that instance instead."
             )
-        config = {key: _setting(app, key, self._overrides.get(key)) for key in C.DEFAULTS}
+        settings = read_settings(app.config, self._overrides)
         provider = self._provider_instance or build_provider(
-            _provider_config(config), [_provider_config(config, f) for f in config[C.FALLBACKS]]
+            settings.provider, list(settings.fallbacks)
         )
+        store = settings.store
         engine = Engine(
             create_store(
-                config[C.STORE],
-                ttl=float(config[C.STREAM_TTL]),
-                max_events=int(config[C.STREAM_MAX_EVENTS]),
-                redis_options=redis_options(config),
-                outage_budget=float(config[C.STORE_OUTAGE_BUDGET]),
+                store.url,
+                ttl=store.ttl,
+                max_events=store.max_events,
+                redis_options=store.redis,
+                outage_budget=store.outage_budget,
             ),
-            EngineSettings(
-                keepalive=float(config[C.KEEPALIVE]),
-                retry=int(config[C.RETRY]),
-                disconnect_grace=float(config[C.DISCONNECT_GRACE]),
-                disconnect_policy=_choice(
-                    C.DISCONNECT_POLICY, config[C.DISCONNECT_POLICY], ("cancel", "finish")
-                ),
-                total_timeout=float(config[C.STREAM_TIMEOUT]),
-                silence_timeout=float(config[C.READ_TIMEOUT]),
-                flush_interval=float(config[C.FLUSH_INTERVAL]),
-                progress_every=int(config[C.PROGRESS_EVERY]),
-                sentence_mode=bool(config[C.SENTENCE_MODE]),
-                store_outage_budget=float(config[C.STORE_OUTAGE_BUDGET]),
-            ),
+            settings.engine,
         )
-        limits = Limits.from_config(config, default_model=provider.model)
-        state = AppState(
-            extension=self, config=config, provider=provider, engine=engine, limits=limits
+        guards = Guards.setup(
+            app,
+            settings.guards,
+            settings.cors,
+            client_key=self._client_key,
+            limiter=self.limiter,
         )
-        app.extensions[C.EXTENSION_NAME] = state
-        state.guards = Guards.setup(self, app, state)
-        if self.db is not None:
-            from .persistence import Persistence
-
-            state.persistence = Persistence(app, self, config)
+        conversations = None
+        if self._persistence is not None:
+            conversations = self._persistence.init_app(
+                app, settings.persistence, owner=self.current_owner
+            )
             # Whichever worker ends a stream whose producer died marks its message too.
-            engine.store.on_interrupted.append(state.persistence.store.mark_interrupted)
+            engine.store.on_interrupted.append(conversations.mark_interrupted)
+        app.extensions[C.EXTENSION_NAME] = AppState(
+            self, settings, provider, engine, guards, conversations
+        )
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
-        if config[C.REGISTER_BLUEPRINT]:
-            app.register_blueprint(self.create_blueprint(), url_prefix=config[C.URL_PREFIX])
+        if settings.register_blueprint:
+            app.register_blueprint(self.create_blueprint(), url_prefix=settings.url_prefix)
 
     def create_blueprint(self, *, decorators: Sequence[Callable[..., Any]] = ()) -> Blueprint:
         """The routes as a blueprint, for an app that registers them itself.
@@ -211,8 +190,6 @@ class AISSE:
         ``decorators`` wrap every view, outermost first, before the rate limit and
         the concurrency cap: a request they refuse costs nothing.
         """
-        from .blueprint import create_blueprint
-
         return create_blueprint(self, decorators=decorators)
 
     def state(self, app: Flask | None = None) -> AppState:
@@ -226,6 +203,11 @@ class AISSE:
                 " 'AISSE' instances?"
             )
         return state  # type: ignore[no-any-return]
+
+    @property
+    def provider(self) -> Provider:
+        """The current app's provider: its ``name`` and ``model`` say who answers."""
+        return self.state().provider
 
     def authorize(self, hook: Callable[[], str | None]) -> Callable[[], str | None]:
         """Register the hook that says who is asking; use as a decorator.
@@ -241,47 +223,27 @@ class AISSE:
     def current_owner(self) -> str | None:
         """The owner key of the current request, from the :meth:`authorize` hook.
 
-        The hook runs once per request; its answer is kept in the WSGI environ.
+        The hook runs once per request (it may be a database lookup).
         """
-        if self._authorize is None or not has_request_context():
+        hook = self._authorize
+        if hook is None or not has_request_context():
             return None
-        environ = request.environ
-        if _OWNER_KEY not in environ:
-            owner = self._authorize()
-            environ[_OWNER_KEY] = None if owner is None else str(owner)
-        return environ[_OWNER_KEY]  # type: ignore[no-any-return]
+
+        def ask_hook() -> str | None:
+            owner = hook()
+            return None if owner is None else str(owner)
+
+        return once_per_request("flask_ai_sse.owner", ask_hook)
+
+    def _client_key(self) -> str:
+        return client_key(self.current_owner())
 
     # -- the Python API ---------------------------------------------------------
 
-    def _request(self, state: AppState, params: AskParams, options: dict[str, Any]) -> ChatRequest:
-        return ChatRequest(
-            messages=params.messages,
-            model=params.model or state.provider.model,
-            system=params.system,
-            temperature=params.temperature,
-            max_tokens=params.max_tokens,
-            options=options,
-        )
-
-    def _params(
-        self,
-        state: AppState,
-        prompt: str | None,
-        messages: list[Message] | None,
-        system: str | None,
-        model: str | None,
-        temperature: float | None,
-        max_tokens: int | None,
-    ) -> AskParams:
-        return validate(
-            prompt=prompt,
-            messages=messages,
-            system=system,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            limits=state.limits,
-        )
+    @staticmethod
+    def _validate(state: AppState, **fields: Any) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's."""
+        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
 
     def ask_stream(
         self,
@@ -295,7 +257,7 @@ class AISSE:
         conversation: Any = None,
         **options: Any,
     ) -> Response:
-        """Stream an answer as an SSE response (see CONTRACT.md for the wire format).
+        """Stream an answer as an SSE response (the wire format: docs/wire.rst).
 
         A request carrying a ``Last-Event-ID`` of a live stream (a browser
         ``EventSource`` reconnecting) resumes that stream instead of starting a
@@ -304,55 +266,93 @@ class AISSE:
         error handler renders as a 502/504/429 JSON response.
         """
         state = self.state()
-        params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
+        conversation_id = None
         if conversation is not None:
-            params.conversation_id = str(getattr(conversation, "id", conversation))
-        return self.serve(params, options=options, state=state)
+            conversation_id = str(getattr(conversation, "id", conversation))
+        request = self._validate(
+            state,
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            conversation_id=conversation_id,
+            options=options,
+        )
+        return self.serve(request, state=state)
 
     def serve(
         self,
-        params: AskParams,
+        request: ChatRequest,
         *,
-        options: dict[str, Any] | None = None,
-        owner: str | None = None,
+        observers: Sequence[Observer] = (),
         state: AppState | None = None,
     ) -> Response:
-        """Resume the stream the request's ``Last-Event-ID`` names, or start a new one."""
+        """Resume the stream the request's ``Last-Event-ID`` names, or start a new one.
+
+        ``observers`` follow the generation (e.g. a concurrency slot to free at its end).
+        """
         state = state or self.state()
-        resumed = self._resume_from_request(state)
-        if resumed is not None:
-            return resumed
-        if owner is None:
-            owner = self.current_owner()
-        generation = self.start_generation(params, options=options, owner=owner, state=state)
-        return self.sse_response(state.engine.reader(generation.stream_id, owner=owner))
+        if has_request_context():
+            resumed = requested_event_id()
+            if resumed is not None:
+                # A reconnect to a stream that is gone is a 404: no second generation.
+                return self.attach(*resumed)
+        owner = self.current_owner()
+        generation = self.start_generation(request, owner=owner, observers=observers, state=state)
+        return sse_response(state.engine.follow(generation.stream_id))
 
     def start_generation(
         self,
-        params: AskParams,
+        request: ChatRequest,
         *,
-        options: dict[str, Any] | None = None,
         owner: str | None = None,
+        observers: Sequence[Observer] = (),
         state: AppState | None = None,
     ) -> Generation:
         """Open the upstream request (status known on return) and start producing.
 
-        With ``params.conversation_id`` (and persistence on), the turn is stored
+        With ``request.conversation_id`` (and persistence on), the turn is stored
         first and the conversation's history goes upstream as context.
         """
-        from .persistence.observer import begin_turn
-
         state = state or self.state()
         state.engine.check_store()  # a store that is down must not cost an upstream request
-        with begin_turn(state, params, owner=owner, options=options) as turn:
-            chunks = state.provider.open(self._request(state, turn.params, turn.options))
+        with self._turn(state, request, owner) as turn:
+            chunks = state.provider.open(turn.request)
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,
                 start=turn.start,
                 meta={"owner": owner},
-                observers=[*state.observers, *turn.observers],
+                observers=[*observers, *turn.observers],
             )
+
+    @contextlib.contextmanager
+    def _turn(self, state: AppState, request: ChatRequest, owner: str | None) -> Iterator[Turn]:
+        """The turn of ``request``: stored by the conversations hook when it names one.
+
+        A failure inside the block (the upstream refused, before any byte) is
+        reported to the turn, which marks a stored answer ``failed``.
+        """
+        meta = request.options.pop(MESSAGE_META_OPTION, None) or {}
+        if request.conversation_id is None:
+            yield Turn(request)
+            return
+        if state.conversations is None:
+            raise ValidationError(
+                "This server does not store conversations.",
+                type="conversations_disabled",
+                field="conversation_id",
+            )
+        turn = state.conversations.begin_turn(
+            request, owner=owner, provider=state.provider.name, meta=meta
+        )
+        try:
+            yield turn
+        except BaseException as exc:
+            turn.failed(exc)
+            raise
 
     def attach(self, stream_id: str, after: int = 0) -> Response:
         """Follow a running or recently finished stream, replaying events after ``after``.
@@ -362,21 +362,12 @@ class AISSE:
         state = self.state()
         # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
         owner = self.current_owner()
-        return self.sse_response(state.engine.reader(stream_id, after, owner=owner))
+        return sse_response(state.engine.reader(stream_id, after, owner=owner))
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""
         owner = self.current_owner()  # before the lookup, as in attach()
         return self.state().engine.cancel(stream_id, owner=owner)
-
-    def _resume_from_request(self, state: AppState) -> Response | None:
-        if not has_request_context():
-            return None
-        parsed = requested_event_id()
-        if parsed is None:
-            return None
-        # A reconnect to a stream that is gone is a 404: no second generation behind its back.
-        return self.attach(*parsed)
 
     def stream(
         self,
@@ -389,10 +380,22 @@ class AISSE:
         max_tokens: int | None = None,
         **options: Any,
     ) -> ChunkIterator:
-        """Normalized chunks for a custom view; closing the iterator closes the upstream."""
+        """Normalized chunks for a custom view; closing the iterator closes the upstream.
+
+        (Not to be confused with ``ai.task()...stream()``, which returns a Response.)
+        """
         state = self.state()
-        params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
-        return ChunkIterator(state.provider.open(self._request(state, params, options)))
+        request = self._validate(
+            state,
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            options=options,
+        )
+        return ChunkIterator(state.provider.open(request))
 
     def ask(
         self,
@@ -407,37 +410,36 @@ class AISSE:
     ) -> Answer:
         """The whole answer, without streaming."""
         state = self.state()
-        params = self._params(state, prompt, messages, system, model, temperature, max_tokens)
-        return self.complete(params, options=options, state=state)
+        request = self._validate(
+            state,
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            options=options,
+        )
+        return self.complete(request, state=state)
 
-    def complete(
-        self,
-        params: AskParams,
-        *,
-        options: dict[str, Any] | None = None,
-        state: AppState | None = None,
-    ) -> Answer:
-        """The whole answer to already validated parameters (stored with a conversation)."""
-        from .persistence.observer import begin_turn
-
+    def complete(self, request: ChatRequest, *, state: AppState | None = None) -> Answer:
+        """The whole answer to an already validated request (stored with a conversation)."""
         state = state or self.state()
-        with begin_turn(state, params, owner=self.current_owner(), options=options) as turn:
-            answer = state.provider.complete(self._request(state, turn.params, turn.options))
+        with self._turn(state, request, self.current_owner()) as turn:
+            answer = state.provider.complete(turn.request)
             turn.answered(answer)
             return answer
 
     @property
     def conversations(self) -> ConversationStore:
         """The current app's conversations and messages (persistence: ``AISSE(app, db=db)``)."""
-        persistence = self.state().persistence
-        if persistence is None:
+        conversations = self.state().conversations
+        if conversations is None:
             raise RuntimeError("Conversations need persistence: create AISSE(app, db=db).")
-        return persistence.store
+        return conversations  # type: ignore[return-value]
 
     def task(self) -> Task:
         """A fluent builder: ``ai.task().system(...).prompt(...).stream()``."""
-        from .task import Task
-
         return Task(self)
 
     # -- responses --------------------------------------------------------------
@@ -446,11 +448,7 @@ class AISSE:
         self, body: Iterable[bytes], *, headers: Mapping[str, str] | None = None
     ) -> Response:
         """Wrap an iterable of encoded bytes in a response with the event-stream headers."""
-        response = Response(body, content_type=SSE_CONTENT_TYPE, direct_passthrough=True)
-        response.headers.update(SSE_HEADERS)
-        if headers:
-            response.headers.update(headers)
-        return response
+        return sse_response(body, headers=headers)
 
     def event_stream(
         self,
@@ -467,75 +465,12 @@ class AISSE:
         See :mod:`flask_ai_sse.engine.custom` for what ``iterable`` may yield.
         The iterable runs with a copy of the request context (or the app context).
         """
-        state = self.state()
-        settings = state.engine.settings
-        wrap: Callable[[Callable[[], None]], Callable[[], None]]
-        if has_request_context():
-            wrap = _copy_request_context
-        else:
-            app = current_app._get_current_object()  # type: ignore[attr-defined]
-            wrap = functools.partial(_with_app_context, app)
-        custom = CustomStream(iterable, wrap=wrap)
-        custom.start()
-        reader = StreamReader(
-            custom.log.read,
-            0,
-            prefix=encode(retry=settings.retry if retry is None else retry),
-            keepalive=settings.keepalive if keepalive is None else keepalive,
-            keepalive_bytes=encode_comment(keepalive_text),
-            flush_interval=settings.flush_interval if flush_interval is None else flush_interval,
-            on_close=custom.stop,
+        return custom_stream_response(
+            iterable,
+            self.state().settings.engine,
+            headers=headers,
+            retry=retry,
+            keepalive=keepalive,
+            keepalive_text=keepalive_text,
+            flush_interval=flush_interval,
         )
-        return self.sse_response(reader, headers=headers)
-
-
-def _with_app_context(app: Flask, fn: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        with app.app_context():
-            fn()
-
-    return run
-
-
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigurationError(f"{key} must be one of {', '.join(allowed)}, not {value!r}.")
-    return str(value)
-
-
-def _provider_config(
-    config: Mapping[str, Any], entry: Mapping[str, Any] | None = None
-) -> ProviderConfig:
-    """A provider's settings from config; a fallback ``entry`` overrides name, model, key, URL."""
-    entry = entry or {}
-    name = entry.get("provider", config[C.PROVIDER])
-    same = name == config[C.PROVIDER]
-    # A fallback's options are its own: the primary's (extra headers, ...) may not fit it.
-    options = dict(entry.get("options", config[C.PROVIDER_OPTIONS] if same else {}))
-    if name == "fake":
-        options.setdefault("delay", config[C.FAKE_DELAY])
-        if config[C.FAKE_RESPONSE]:
-            options.setdefault("response", config[C.FAKE_RESPONSE])
-    return ProviderConfig(
-        name=name,
-        model=entry.get("model", config[C.MODEL] if same else None),
-        api_key=entry.get("api_key", config[C.API_KEY] if same else None),
-        base_url=entry.get("base_url", config[C.BASE_URL] if same else None),
-        connect_timeout=float(config[C.CONNECT_TIMEOUT]),
-        read_timeout=float(config[C.READ_TIMEOUT]),
-        total_timeout=float(config[C.TOTAL_TIMEOUT]),
-        max_retries=int(config[C.MAX_RETRIES]),
-        retry_max_wait=float(config[C.RETRY_MAX_WAIT]),
-        pool_size=int(config[C.POOL_SIZE]),
-        options=options,
-    )
-
-
-def render_error(error: AISSEError) -> Response:
-    """The JSON error body of CONTRACT.md, with the error's status and headers."""
-    if error.status >= 500:
-        logger.warning("%s: %s", type(error).__name__, error.message)
-    response = jsonify(error.to_dict())
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response

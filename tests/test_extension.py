@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
-from flask import Flask, request
+from flask import request
 
-import flask_ai_sse
 from flask_ai_sse import AISSE, Comment, End, ServerSentEvent, error_event
 from flask_ai_sse.errors import ConfigurationError, ProviderError, ValidationError
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect, parse_sse
 
 
-def make_app(**config: object) -> Flask:
-    app = Flask(__name__)
-    app.config.update(AI_SSE_FAKE_DELAY=0.0, **config)
-    return app
-
-
-def test_public_names_match_all():
-    """Like httpx: what the package exposes is exactly what ``__all__`` says."""
-    exposed = {
-        name
-        for name, value in vars(flask_ai_sse).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-    } - {"annotations", "version", "PackageNotFoundError"}
-    assert exposed == set(flask_ai_sse.__all__) - {"__version__"}
-    assert flask_ai_sse.__version__ == "0.1.0"
-
-
-def test_init_app_pattern_serves_several_apps():
+def test_init_app_pattern_serves_several_apps(make_app):
     ai = AISSE()
-    one, two = make_app(AI_SSE_URL_PREFIX="/one"), make_app(AI_SSE_URL_PREFIX="/two")
-    ai.init_app(one)
-    ai.init_app(two)
+    one, two = make_app(ai, AI_SSE_URL_PREFIX="/one"), make_app(ai, AI_SSE_URL_PREFIX="/two")
     assert one.extensions["ai_sse"].extension is ai
     assert one.extensions["ai_sse"] is not two.extensions["ai_sse"]
     assert collect(one.test_client().get("/one/stream?prompt=a")).ended
@@ -43,24 +22,25 @@ def test_init_app_pattern_serves_several_apps():
     assert one.test_client().get("/two/stream?prompt=b").status_code == 404
 
 
-def test_double_registration_is_refused():
-    app = make_app()
-    ai = AISSE(app)
+def test_double_registration_is_refused(make_app):
+    ai = AISSE()
+    app = make_app(ai)
     with pytest.raises(RuntimeError, match="already been registered"):
         ai.init_app(app)
     with pytest.raises(RuntimeError, match="already been registered"):
         AISSE(app)
 
 
-def test_use_before_init_app_says_what_to_do():
+def test_use_before_init_app_says_what_to_do(make_app):
     ai = AISSE()
     with make_app().app_context(), pytest.raises(RuntimeError, match="forget to call 'init_app'"):
         ai.ask("hi")
 
 
-def test_constructor_beats_config_beats_default():
-    app = make_app(AI_SSE_URL_PREFIX="/from-config", AI_SSE_MODEL="from-config")
-    AISSE(app, url_prefix="/from-arg")
+def test_constructor_beats_config_beats_default(make_app):
+    app = make_app(
+        AISSE(url_prefix="/from-arg"), AI_SSE_URL_PREFIX="/from-config", AI_SSE_MODEL="from-config"
+    )
     assert app.config["AI_SSE_URL_PREFIX"] == "/from-arg"
     assert app.config["AI_SSE_MODEL"] == "from-config"
     assert app.config["AI_SSE_KEEPALIVE"] == 15.0
@@ -75,15 +55,15 @@ def test_constructor_beats_config_beats_default():
         ("AI_SSE_DISCONNECT_POLICY", "maybe", "AI_SSE_DISCONNECT_POLICY"),
     ],
 )
-def test_bad_config_fails_at_start_up(key, value, match):
+def test_bad_config_fails_at_start_up(key, value, match, make_app):
     with pytest.raises(ConfigurationError, match=match):
-        AISSE(make_app(**{key: value}))
+        make_app(**{key: value})
 
 
-def test_ask_stream_from_a_view_uses_system_and_options():
+def test_ask_stream_from_a_view_uses_system_and_options(make_app):
     provider = FakeProvider(script=["Hi there."])
-    app = make_app()
-    ai = AISSE(app, provider=provider)
+    ai = AISSE(provider=provider)
+    app = make_app(ai)
 
     @app.post("/chat")
     def chat():
@@ -100,10 +80,10 @@ def test_ask_stream_from_a_view_uses_system_and_options():
     assert json.loads(result.terminal.data)["finish_reason"] == "stop"
 
 
-def test_provider_failure_before_first_byte_is_an_http_error():
+def test_provider_failure_before_first_byte_is_an_http_error(make_app):
     provider = FakeProvider(script=[FakeReply(fail_before=ProviderError(provider="fake"))])
-    app = make_app()
-    ai = AISSE(app, provider=provider)
+    ai = AISSE(provider=provider)
+    app = make_app(ai)
 
     @app.get("/chat")
     def chat():
@@ -116,10 +96,9 @@ def test_provider_failure_before_first_byte_is_an_http_error():
     }
 
 
-def test_failure_after_start_is_an_error_event_then_done():
+def test_failure_after_start_is_an_error_event_then_done(make_app):
     provider = FakeProvider(script=[FakeReply(text="one two three", fail_after=2)])
-    app = make_app()
-    AISSE(app, provider=provider)
+    app = make_app(AISSE(provider=provider))
     result = collect(app.test_client().get("/ai/stream?prompt=x"))
     assert result.text == "one two "
     assert result.terminal.event == "error"
@@ -128,17 +107,17 @@ def test_failure_after_start_is_an_error_event_then_done():
     assert len(result.named("done")) == 0
 
 
-def test_python_api_validation_raises():
-    app = make_app()
-    ai = AISSE(app)
+def test_python_api_validation_raises(make_app):
+    ai = AISSE()
+    app = make_app(ai)
     with app.test_request_context(), pytest.raises(ValidationError, match="temperature"):
         ai.ask("hi", temperature=5)
 
 
-def test_ask_stream_and_task_builder():
+def test_ask_stream_and_task_builder(make_app):
     provider = FakeProvider(script=["Whole answer."])
-    app = make_app()
-    ai = AISSE(app, provider=provider)
+    ai = AISSE(provider=provider)
+    app = make_app(ai)
     with app.test_request_context():
         answer = (
             ai.task().system("S").message("assistant", "earlier").prompt("now").model("m2").ask()
@@ -155,9 +134,9 @@ def test_ask_stream_and_task_builder():
         assert chunks.is_closed
 
 
-def test_stream_iterator_close_closes_upstream():
-    app = make_app()
-    ai = AISSE(app)
+def test_stream_iterator_close_closes_upstream(make_app):
+    ai = AISSE()
+    app = make_app(ai)
     with app.app_context():
         chunks = ai.stream("hello")
         first = next(chunks)
@@ -168,9 +147,9 @@ def test_stream_iterator_close_closes_upstream():
         assert list(chunks) == []
 
 
-def test_event_stream_custom_events():
-    app = make_app()
-    ai = AISSE(app)
+def test_event_stream_custom_events(make_app):
+    ai = AISSE()
+    app = make_app(ai)
 
     @app.get("/custom")
     def custom():
@@ -202,9 +181,9 @@ def test_event_stream_custom_events():
     )
 
 
-def test_event_stream_error_inside_iterable_hides_details():
-    app = make_app()
-    ai = AISSE(app)
+def test_event_stream_error_inside_iterable_hides_details(make_app):
+    ai = AISSE()
+    app = make_app(ai)
 
     def events():
         yield "before"
@@ -218,11 +197,11 @@ def test_event_stream_error_inside_iterable_hides_details():
     assert events_out[-1].json()["error"]["type"] == "internal_error"
 
 
-def test_event_stream_keepalive_with_custom_text():
+def test_event_stream_keepalive_with_custom_text(make_app):
     import threading
 
-    app = make_app()
-    ai = AISSE(app)
+    ai = AISSE()
+    app = make_app(ai)
     release = threading.Event()
 
     def events():
@@ -238,9 +217,8 @@ def test_event_stream_keepalive_with_custom_text():
     assert rest.endswith(b"data: late\n\n")
 
 
-def test_cancel_and_attach_unknown_stream_are_404():
+def test_cancel_and_attach_unknown_stream_are_404(make_app):
     app = make_app()
-    AISSE(app)
     client = app.test_client()
     for resp in (client.get("/ai/streams/nope"), client.post("/ai/streams/nope/cancel")):
         assert resp.status_code == 404
@@ -249,11 +227,11 @@ def test_cancel_and_attach_unknown_stream_are_404():
     assert resp.status_code == 404
 
 
-def test_abort_in_the_authorize_hook_is_json():
+def test_abort_in_the_authorize_hook_is_json(make_app):
     from flask import abort
 
-    app = make_app()
-    ai = AISSE(app)
+    ai = AISSE()
+    app = make_app(ai)
 
     @ai.authorize
     def who():
@@ -264,9 +242,9 @@ def test_abort_in_the_authorize_hook_is_json():
     assert resp.json["error"]["type"] == "unauthorized"
 
 
-def test_authorize_hook_runs_once_per_request():
-    app = make_app()
-    ai = AISSE(app)
+def test_authorize_hook_runs_once_per_request(make_app):
+    ai = AISSE()
+    app = make_app(ai)
     calls = []
 
     @ai.authorize
@@ -280,15 +258,18 @@ def test_authorize_hook_runs_once_per_request():
 
 
 def test_fallbacks_get_their_own_options_not_the_primarys():
-    from flask_ai_sse import constants as C
-    from flask_ai_sse.extension import _provider_config
+    from flask_ai_sse._settings import read_settings
 
-    config = dict(C.DEFAULTS)
-    config[C.PROVIDER] = "openai"
-    config[C.PROVIDER_OPTIONS] = {"headers": {"X-Primary": "1"}}
-    primary = _provider_config(config)
-    other = _provider_config(config, {"provider": "anthropic"})
-    mine = _provider_config(config, {"provider": "gemini", "options": {"x": 1}})
+    config = {
+        "AI_SSE_PROVIDER": "openai",
+        "AI_SSE_PROVIDER_OPTIONS": {"headers": {"X-Primary": "1"}},
+        "AI_SSE_FALLBACKS": [
+            {"provider": "anthropic"},
+            {"provider": "gemini", "options": {"x": 1}},
+        ],
+    }
+    settings = read_settings(config, {})
+    primary, (other, mine) = settings.provider, settings.fallbacks
     assert primary.options == {"headers": {"X-Primary": "1"}}
     assert other.options == {}
     assert mine.options == {"x": 1}

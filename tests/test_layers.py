@@ -1,7 +1,10 @@
-"""The layers stay apart: the wire format, providers and engine import no Flask."""
+"""The layers stay apart (the wire format, providers and engine import no Flask), and the
+public modules export what they list."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import subprocess
 import sys
 
@@ -14,13 +17,14 @@ PACKAGE_DIR = flask_ai_sse.__path__[0]
 PURE = [
     "flask_ai_sse.sse",
     "flask_ai_sse.chunks",
-    "flask_ai_sse.validation",
-    "flask_ai_sse.cors",
-    "flask_ai_sse.slots",
+    "flask_ai_sse._validation",
+    "flask_ai_sse._cors",
+    "flask_ai_sse._slots",
     "flask_ai_sse.providers",
     "flask_ai_sse.providers.openai",
     "flask_ai_sse.providers.anthropic",
     "flask_ai_sse.providers.gemini",
+    "flask_ai_sse.providers.http",
     "flask_ai_sse.engine",
     "flask_ai_sse.engine.custom",
 ]
@@ -48,3 +52,30 @@ def test_module_imports_without_flask(module):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+PUBLIC = [
+    "flask_ai_sse.providers",
+    "flask_ai_sse.providers.http",
+    "flask_ai_sse.testing",
+    "flask_ai_sse.testing.upstream",
+]
+
+
+@pytest.mark.parametrize("module", PUBLIC)
+def test_public_modules_export_what_they_list(module):
+    exported = importlib.import_module(module)
+    for name in exported.__all__:
+        assert not name.startswith("_"), name
+        assert hasattr(exported, name), name
+
+
+def test_the_mock_upstream_package_exposes_only_its_list():
+    """Everything else lives in modules private by name (``_server``, ``_base``, ...)."""
+    upstream = importlib.import_module("flask_ai_sse.testing.upstream")
+    public = {
+        name
+        for name, value in vars(upstream).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert public == set(upstream.__all__)

@@ -40,12 +40,11 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
 
     @app.get("/")
     def index() -> str:
-        state = ai.state()
         return render_template(
             "index.html",
-            provider=state.provider.name,
-            model=state.provider.model,
-            prefix=state.config["AI_SSE_URL_PREFIX"],
+            provider=ai.provider.name,
+            model=ai.provider.model,
+            prefix=app.config["AI_SSE_URL_PREFIX"],
         )
 
     return app

@@ -23,13 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFound, StoreError
+from .. import constants as C
+from .._redis_client import SCHEMES as REDIS_SCHEMES
+from .._redis_client import RedisOptions
+from ..errors import ConfigurationError, NotFound, StoreError
 from ..providers.base import ChunkStream
 from ..sse import encode, encode_comment
 from .generation import Generation, Observer
 from .protocol import event_id
 from .reader import StreamReader
-from .store import MemoryStore, StreamLog, StreamStore, create_store
+from .store import HEARTBEAT, MemoryStore, StreamStore
 
 logger = logging.getLogger("flask_ai_sse")
 
@@ -39,7 +42,6 @@ __all__ = [
     "Generation",
     "MemoryStore",
     "Observer",
-    "StreamLog",
     "StreamReader",
     "StreamStore",
     "create_store",
@@ -50,20 +52,58 @@ __all__ = [
 WATCHDOG_RETRY = 1.0
 
 
+def create_store(
+    url: str | StreamStore,
+    *,
+    ttl: float,
+    max_events: int,
+    redis_options: RedisOptions | None = None,
+    outage_budget: float = C.DEFAULTS[C.STORE_OUTAGE_BUDGET],
+) -> StreamStore:
+    """The store ``AI_SSE_STORE`` names: ``memory``, a Redis URL, or a ready :class:`StreamStore`.
+
+    With Redis, a producer beats every :data:`HEARTBEAT` seconds and counts as lost
+    after ``outage_budget + 3 * HEARTBEAT`` seconds without a beat: longer than any
+    Redis outage the streams are meant to ride out, so a stall is never taken for a
+    dead worker.
+    """
+    if isinstance(url, StreamStore):
+        return url
+    if url in ("memory", "memory://"):
+        return MemoryStore(ttl=ttl, max_events=max_events)
+    if isinstance(url, str) and url.startswith(REDIS_SCHEMES):
+        # Loaded only for a Redis URL: the 'redis' package is an optional extra.
+        from .redis_store import RedisStore
+
+        return RedisStore(
+            url,
+            ttl=ttl,
+            max_events=max_events,
+            options=redis_options,
+            heartbeat=HEARTBEAT,
+            lapse=outage_budget + 3 * HEARTBEAT,
+        )
+    raise ConfigurationError(
+        f"AI_SSE_STORE must be 'memory' or a redis:// (or redis+sentinel://) URL, not {url!r}."
+    )
+
+
 @dataclass(frozen=True)
 class EngineSettings:
-    keepalive: float = 15.0
-    retry: int = 3000
-    disconnect_grace: float = 5.0
+    """The engine's share of the settings; the defaults are those of ``constants.DEFAULTS``."""
+
+    keepalive: float = C.DEFAULTS[C.KEEPALIVE]
+    retry: int = C.DEFAULTS[C.RETRY]
+    disconnect_grace: float = C.DEFAULTS[C.DISCONNECT_GRACE]
     #: ``cancel``: stop a generation nobody reads after the grace; ``finish``: run it to the end.
-    disconnect_policy: str = "cancel"
-    total_timeout: float = 600.0
-    silence_timeout: float = 120.0
-    flush_interval: float = 0.0
-    progress_every: int = 0
-    sentence_mode: bool = False
+    disconnect_policy: str = C.DEFAULTS[C.DISCONNECT_POLICY]
+    total_timeout: float = C.DEFAULTS[C.STREAM_TIMEOUT]
+    silence_timeout: float = C.DEFAULTS[C.READ_TIMEOUT]
+    flush_interval: float = C.DEFAULTS[C.FLUSH_INTERVAL]
+    progress_every: int = C.DEFAULTS[C.PROGRESS_EVERY]
+    sentence_mode: bool = C.DEFAULTS[C.SENTENCE_MODE]
     #: Seconds a store outage may last without ending running streams.
-    store_outage_budget: float = 10.0
+    store_outage_budget: float = C.DEFAULTS[C.STORE_OUTAGE_BUDGET]
 
 
 class Engine:
@@ -149,6 +189,10 @@ class Engine:
         Unknown, expired and other owners' streams are all the same 404.
         """
         self._check_owner(stream_id, owner)
+        return self.follow(stream_id, after)
+
+    def follow(self, stream_id: str, after: int = 0) -> StreamReader:
+        """A reader of a stream known to be the caller's (one it just started): no lookup."""
         self.store.attach(stream_id)
         return StreamReader(
             functools.partial(self.store.read, stream_id),

@@ -1,4 +1,4 @@
-"""The default protocol: how a generation becomes SSE events (see CONTRACT.md).
+"""The default protocol: how a generation becomes SSE events (docs/wire.rst).
 
 ::
 

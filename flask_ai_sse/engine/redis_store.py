@@ -33,7 +33,7 @@ lost its producer, and the first worker to see it writes ``event: error``
 (``interrupted``) + ``[DONE]`` into the log itself, atomically, so readers on
 every worker end the same way; the store's ``on_interrupted`` hooks run there.
 
-Every Redis error becomes :class:`StoreError` (see :mod:`flask_ai_sse.redis_client`).
+Every Redis error becomes :class:`StoreError` (see :mod:`flask_ai_sse._redis_client`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._redis_client import RedisOptions, connect, redis_errors, translated
 from ..errors import ConfigurationError, StoreError, StreamGapError, StreamInterrupted
-from ..redis_client import RedisOptions, connect, redis_errors, translated
 from ..sse import DONE
 from .protocol import encode_event
 from .spawn import spawn
@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - exercised with redis hidden
         " pip install 'flask-ai-sse[redis]'."
     ) from exc
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisOptions", "RedisStore"]
 
 logger = logging.getLogger("flask_ai_sse")
 

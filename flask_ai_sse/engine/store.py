@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigurationError, StoreError, StreamGapError
-from ..redis_client import SCHEMES, RedisOptions
+from ..errors import StoreError, StreamGapError
 
 #: Called with a signal name: ``cancelled`` (stop now) or ``orphaned`` (last reader left).
 SignalHandler = Callable[[str], None]
@@ -239,38 +238,3 @@ class MemoryStore(StreamStore):
         if handler is not None:
             handler(name)
         return True
-
-
-def create_store(
-    url: str | StreamStore,
-    *,
-    ttl: float,
-    max_events: int,
-    redis_options: RedisOptions | None = None,
-    outage_budget: float = 10.0,
-) -> StreamStore:
-    """The store ``AI_SSE_STORE`` names: ``memory`` or a ``redis://`` / ``rediss://`` URL.
-
-    With Redis, a producer beats every :data:`HEARTBEAT` seconds and counts as lost
-    after ``outage_budget + 3 * HEARTBEAT`` seconds without a beat: longer than any
-    Redis outage the streams are meant to ride out, so a stall is never taken for a
-    dead worker.
-    """
-    if isinstance(url, StreamStore):
-        return url
-    if url in ("memory", "memory://"):
-        return MemoryStore(ttl=ttl, max_events=max_events)
-    if url.startswith(SCHEMES):
-        from .redis_store import RedisStore
-
-        return RedisStore(
-            url,
-            ttl=ttl,
-            max_events=max_events,
-            options=redis_options,
-            heartbeat=HEARTBEAT,
-            lapse=outage_budget + 3 * HEARTBEAT,
-        )
-    raise ConfigurationError(
-        f"AI_SSE_STORE must be 'memory' or a redis:// (or redis+sentinel://) URL, not {url!r}."
-    )

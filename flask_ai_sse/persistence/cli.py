@@ -22,12 +22,12 @@ cli = AppGroup("ai-sse", help="flask-ai-sse maintenance commands.")
 def reconcile_command(older_than: float | None) -> None:
     """Mark interrupted streaming messages as failed (reason 'interrupted')."""
     state = current_app.extensions.get(C.EXTENSION_NAME)
-    persistence = getattr(state, "persistence", None)
-    if state is None or persistence is None:
+    store = getattr(state, "conversations", None)
+    if store is None:
         raise click.UsageError("Persistence is off: create the extension with AISSE(app, db=db).")
-    store = state.engine.store
-    alive = store.producer_alive if store.shared else None  # heartbeats, where they are shared
-    count = persistence.store.reconcile(older_than=older_than, alive=alive)
+    streams = state.engine.store  # type: ignore[union-attr]
+    alive = streams.producer_alive if streams.shared else None  # shared heartbeats, if any
+    count = store.reconcile(older_than=older_than, alive=alive)
     click.echo(f"Marked {count} interrupted message(s) as failed.")
 
 

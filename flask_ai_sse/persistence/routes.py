@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, jsonify, request
 from werkzeug.exceptions import Forbidden
 
-from ..blueprint import read_json_body
+from .._request import read_json_body
+from .._validation import Limits
 from ..errors import ValidationError
-from .store import ConversationStore
 
 if TYPE_CHECKING:
-    from ..extension import AISSE
+    from .conversations import ConversationStore
 
 View = Callable[..., Any]
 Route = Callable[[str, list[str]], Callable[[View], View]]
@@ -26,7 +26,7 @@ MAX_TITLE_CHARS = 255
 MAX_PAGE = 200
 
 
-def _body(ai: AISSE, *, required: bool) -> dict[str, Any]:
+def _body(limits: Limits, *, required: bool) -> dict[str, Any]:
     """The JSON object of the request; an optional body may be absent altogether."""
     if (
         not required
@@ -34,7 +34,7 @@ def _body(ai: AISSE, *, required: bool) -> dict[str, Any]:
         and "chunked" not in (request.headers.get("Transfer-Encoding", "").lower())
     ):
         return {}
-    body = read_json_body(ai.state().limits)
+    body = read_json_body(limits)
     if not isinstance(body, dict):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
     return body
@@ -70,19 +70,26 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def add_conversation_routes(route: Route, ai: AISSE) -> None:
-    """Add create, list, get, rename and delete of conversations through ``route``."""
+def add_conversation_routes(
+    route: Route,
+    *,
+    store: Callable[[], ConversationStore],
+    owner: Callable[[], str | None],
+    limits: Callable[[], Limits],
+) -> None:
+    """Add create, list, get, rename and delete of conversations through ``route``.
 
-    def store() -> ConversationStore:
-        return ai.conversations
+    ``store``, ``owner`` and ``limits`` give the current app's store, the current
+    request's owner and the input limits.
+    """
 
     @route("/conversations", ["POST"])
     def conversation_create() -> tuple[Response, int]:
-        body = _body(ai, required=False)
+        body = _body(limits(), required=False)
         system = body.get("system")
         if system is not None and not isinstance(system, str):
             raise ValidationError("'system' must be a string.", type="invalid_type", field="system")
-        limit = ai.state().limits.max_prompt_chars
+        limit = limits().max_prompt_chars
         if system is not None and len(system) > limit:
             raise ValidationError(
                 f"'system' is longer than {limit} characters.", type="too_long", field="system"
@@ -92,13 +99,13 @@ def add_conversation_routes(route: Route, ai: AISSE) -> None:
 
     @route("/conversations", ["GET"])
     def conversation_list() -> Response:
-        owner = ai.current_owner()
-        if owner is None:
+        key = owner()
+        if key is None:
             # Anonymous conversations are reachable by their unguessable id only:
             # a list would show everyone's.
             raise Forbidden("Listing conversations needs a signed-in owner.")
         conversations = store().list(
-            owner=owner,
+            owner=key,
             limit=_int_arg("limit", 50, 1, MAX_PAGE),
             offset=_int_arg("offset", 0, 0, 2**31),
         )
@@ -111,7 +118,7 @@ def add_conversation_routes(route: Route, ai: AISSE) -> None:
 
     @route("/conversations/<conversation_id>", ["PATCH"])
     def conversation_rename(conversation_id: str) -> Response:
-        body = _body(ai, required=True)
+        body = _body(limits(), required=True)
         if "title" not in body:
             raise ValidationError("Send a 'title'.", type="missing_title", field="title")
         return jsonify(store().rename(conversation_id, _title(body["title"])).to_dict())

@@ -1,4 +1,8 @@
-"""Provider adapters, one module per wire format, behind one registry."""
+"""Provider adapters, one module per wire format, behind one registry.
+
+To add a wire format, subclass :class:`HTTPProvider` and :class:`StreamParser`
+(``flask_ai_sse.providers.http``) and register a factory in :data:`REGISTRY`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from .base import ChunkStream, Provider, ProviderConfig
 from .fake import FakeProvider, FakeReply
 from .fallback import FallbackProvider
 from .gemini import GeminiProvider
+from .http import HTTPChunkStream, HTTPProvider, StreamParser
 from .openai import PRESETS, OpenAICompatibleProvider, OpenAIProvider
 
 ProviderFactory = Callable[[ProviderConfig], Provider]
@@ -54,10 +59,13 @@ __all__ = [
     "FakeReply",
     "FallbackProvider",
     "GeminiProvider",
+    "HTTPChunkStream",
+    "HTTPProvider",
     "OpenAICompatibleProvider",
     "OpenAIProvider",
     "Provider",
     "ProviderConfig",
+    "StreamParser",
     "build_provider",
     "create_provider",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
 from ..sse import ServerSentEvent
-from ._http import HTTPProvider, StreamParser, split_system, with_options
+from .http import HTTPProvider, StreamParser, split_system, with_options
 
 API_VERSION = "2023-06-01"
 #: The API requires max_tokens; this is sent when the request sets none.

@@ -17,23 +17,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .. import constants as C
 from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk
 
 
 @dataclass(frozen=True)
 class ProviderConfig:
-    """Settings for one provider, resolved from config by the extension."""
+    """Settings for one provider, resolved from config by the extension (defaults:
+    ``constants.DEFAULTS``)."""
 
     name: str
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    total_timeout: float = 600.0
-    max_retries: int = 2
-    retry_max_wait: float = 20.0
-    pool_size: int = 100
+    connect_timeout: float = C.DEFAULTS[C.CONNECT_TIMEOUT]
+    read_timeout: float = C.DEFAULTS[C.READ_TIMEOUT]
+    total_timeout: float = C.DEFAULTS[C.TOTAL_TIMEOUT]
+    max_retries: int = C.DEFAULTS[C.MAX_RETRIES]
+    retry_max_wait: float = C.DEFAULTS[C.RETRY_MAX_WAIT]
+    pool_size: int = C.DEFAULTS[C.POOL_SIZE]
     options: dict[str, Any] = field(default_factory=dict)
 
 

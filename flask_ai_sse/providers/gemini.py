@@ -16,7 +16,7 @@ from typing import Any
 from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
 from ..errors import ProviderProtocolError
 from ..sse import ServerSentEvent
-from ._http import HTTPProvider, StreamParser, split_system, with_options
+from .http import HTTPProvider, StreamParser, split_system, with_options
 
 FINISH_REASONS = {
     "STOP": "stop",

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
 from ..sse import ServerSentEvent
-from ._http import HTTPProvider, StreamParser, with_options
+from .http import HTTPProvider, StreamParser, with_options
 
 FINISH_REASONS = {
     "stop": "stop",

@@ -1,4 +1,4 @@
-"""Read SSE responses in tests: from bytes, a Flask test response, or a live URL."""
+"""Read SSE responses in tests: from bytes, byte chunks, or a Flask test response."""
 
 from __future__ import annotations
 

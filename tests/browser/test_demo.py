@@ -20,7 +20,7 @@ import requests
 
 from flask_ai_sse.providers.fake import DEFAULT_TEMPLATE
 
-from ..conftest import free_port
+from ..helpers import free_port, need_service
 
 pytestmark = pytest.mark.browser
 
@@ -116,8 +116,6 @@ def browser(chromium, tmp_path_factory) -> Iterator[object]:
 
     driver_path = shutil.which("chromedriver")
     if driver_path is None:
-        from ..conftest import need_service
-
         need_service("chromedriver", "install Debian's 'chromium-driver' package")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium

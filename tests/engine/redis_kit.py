@@ -1,38 +1,11 @@
-"""Test helpers for the Redis store: a TCP proxy that can fail like a network, polling, reading."""
+"""Test helpers for the Redis store: a TCP proxy that can fail like a network, a refused port."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import requests
-
-from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds (never hang)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # polling, not an assertion
-
-
-def events(resp: requests.Response) -> Iterator[ServerSentEvent]:
-    """The events of a live SSE response as they arrive (comments skipped)."""
-    decoder = SSEDecoder()
-    for chunk in resp.iter_content(chunk_size=None):
-        for item in decoder.feed(chunk):
-            if isinstance(item, ServerSentEvent):
-                yield item
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager

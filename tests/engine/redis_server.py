@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from ..conftest import free_port, need_service, wait_for_port
+from ..helpers import free_port, need_service, wait_for_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

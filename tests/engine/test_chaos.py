@@ -24,7 +24,7 @@ import requests
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from tests.apps.persist_app import SLOW_TEXT, create_app
 
-from ..conftest import require_postgres
+from ..helpers import require_postgres
 from ..persistence.test_server import APP, call, create
 from .test_store_faults import worker_pids
 

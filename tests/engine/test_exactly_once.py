@@ -14,7 +14,7 @@ import pytest
 
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 
-from ..conftest import open_stream
+from ..helpers import open_stream
 
 pytestmark = pytest.mark.server
 

@@ -2,6 +2,9 @@
 
 The upstream is the project's mock OpenAI server, in this process; the app runs under
 ``gunicorn -k gevent``. "Closed upstream" is always checked from the mock's side.
+Its waits (``wait_for_open_streams(0, timeout=...)``, joins) end as soon as the state is
+reached; their bounds are several times the grace or cancel path they wait on, a margin
+for a loaded machine, not a measurement.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from flask_ai_sse.sse import Comment, SSEDecoder
 from flask_ai_sse.testing import collect
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
 
-from ..conftest import open_stream
+from ..helpers import open_stream
 
 pytestmark = pytest.mark.server
 
@@ -164,7 +167,7 @@ def test_fan_out_two_clients_get_identical_events(server, mock):
     t = threading.Thread(target=lambda: results.setdefault("other", other.until(done)))
     t.start()
     f.until(done)
-    t.join(20)
+    t.join(20)  # the answer streams in about 4 s; the margin is for a loaded machine
     strip = lambda f: [(e.event, e.id, e.data) for e in f.events()]  # noqa: E731
     assert strip(f) == strip(other)
     assert "".join(f.content()) == LONG

@@ -1,4 +1,4 @@
-"""Two gunicorn gevent servers, A and B, sharing one Redis store (issue 4, item 5).
+"""Two gunicorn gevent servers, A and B, sharing one Redis store.
 
 A stream started on A resumes on B, is followed from both, and is cancelled
 through B; a Redis that is down, or goes away mid-stream, never hangs a client.
@@ -14,8 +14,8 @@ import requests
 
 from flask_ai_sse.testing import StreamResult, collect
 
-from ..conftest import open_stream, require_redis
-from .redis_kit import TcpProxy, events, refused_port
+from ..helpers import events, open_stream, require_redis
+from .redis_kit import TcpProxy, refused_port
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
 

@@ -18,8 +18,7 @@ import redis
 from flask_ai_sse.engine.redis_store import RedisStore
 from flask_ai_sse.errors import ConfigurationError
 
-from ..conftest import free_port, wait_for_port
-from .redis_kit import wait_until
+from ..helpers import free_port, wait_for_port, wait_until
 from .redis_server import REDIS_SERVER, RedisServer
 from .test_store_faults import TEMPLATE, config, exactly_one_end, start_stream
 

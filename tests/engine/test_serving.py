@@ -1,4 +1,4 @@
-"""Serving (issue 4, item 8): start-up warnings about what breaks streaming, graceful reload."""
+"""Serving: start-up warnings about what breaks streaming, graceful reload."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from flask_ai_sse import AISSE
 from flask_ai_sse.engine import MemoryStore
 from flask_ai_sse.testing import StreamResult, collect
 
-from ..conftest import open_stream
-from .redis_kit import events, wait_until
+from ..helpers import events, open_stream, wait_until
 
 GUNICORN = {"SERVER_SOFTWARE": "gunicorn/27.0.1"}
 
@@ -34,13 +33,6 @@ class GzipMiddleware:
         return self.app(environ, start_response)
 
 
-def make_app(**kwargs) -> Flask:
-    app = Flask(__name__)
-    app.config.update(AI_SSE_FAKE_DELAY=0.0)
-    AISSE(app, **kwargs)
-    return app
-
-
 def warnings_of(caplog, app: Flask, environ: dict, *, requests: int = 1) -> list[str]:
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="flask_ai_sse"):
@@ -49,36 +41,38 @@ def warnings_of(caplog, app: Flask, environ: dict, *, requests: int = 1) -> list
     return [r.getMessage() for r in caplog.records]
 
 
-def test_no_warning_when_nothing_is_wrong(caplog):
+def test_no_warning_when_nothing_is_wrong(caplog, make_app):
     assert warnings_of(caplog, make_app(), {}) == []
 
 
-def test_memory_store_with_several_workers_warns_once(caplog):
+def test_memory_store_with_several_workers_warns_once(caplog, make_app):
     found = warnings_of(caplog, make_app(), {"wsgi.multiprocess": True}, requests=3)
     assert len(found) == 1
     assert "AI_SSE_STORE is 'memory'" in found[0] and "redis://" in found[0]
 
 
-def test_a_shared_store_with_several_workers_is_fine(caplog):
-    assert warnings_of(caplog, make_app(store=SharedStore()), {"wsgi.multiprocess": True}) == []
+def test_a_shared_store_with_several_workers_is_fine(caplog, make_app):
+    assert (
+        warnings_of(caplog, make_app(AISSE(store=SharedStore())), {"wsgi.multiprocess": True}) == []
+    )
 
 
-def test_gunicorn_sync_worker_warns(caplog):
+def test_gunicorn_sync_worker_warns(caplog, make_app):
     [found] = warnings_of(caplog, make_app(), GUNICORN)  # this process is not gevent-patched
     assert "sync worker" in found and "--timeout" in found and "-k gevent" in found
 
 
-def test_gunicorn_gthread_worker_warns(caplog):
+def test_gunicorn_gthread_worker_warns(caplog, make_app):
     app = make_app()
     found: list[list[str]] = []
     thread = threading.Thread(target=lambda: found.append(warnings_of(caplog, app, GUNICORN)))
     thread.start()
-    thread.join(10)
+    thread.join(10)  # one in-process request: milliseconds; 10 s only stops a hang
     [[message]] = found
     assert "threads" in message and "--threads" in message
 
 
-def test_compression_middleware_warns(caplog):
+def test_compression_middleware_warns(caplog, make_app):
     app = make_app()
     app.wsgi_app = GzipMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     [found] = warnings_of(caplog, app, {})
@@ -89,7 +83,9 @@ def test_compression_middleware_warns(caplog):
 @pytest.mark.parametrize(
     ("mimetypes", "warned"), [(["text/html"], False), (["text/event-stream"], True)]
 )
-def test_flask_compress_warns_only_when_it_compresses_event_streams(caplog, mimetypes, warned):
+def test_flask_compress_warns_only_when_it_compresses_event_streams(
+    caplog, mimetypes, warned, make_app
+):
     def after_request(response):
         return response
 

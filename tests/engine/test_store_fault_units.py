@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import redis
 
+from flask_ai_sse._redis_client import RedisOptions
+from flask_ai_sse._slots import RedisSlots
 from flask_ai_sse.chunks import ChatRequest
 from flask_ai_sse.engine import Engine, EngineSettings, MemoryStore
 from flask_ai_sse.engine.redis_store import RedisStore
 from flask_ai_sse.errors import StoreError
-from flask_ai_sse.redis_client import RedisOptions
-from flask_ai_sse.slots import RedisSlots
 from flask_ai_sse.testing import FakeProvider, FakeReply
 
-from .redis_kit import wait_until
+from ..helpers import wait_until
 
 ASK = ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")
 

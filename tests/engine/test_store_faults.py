@@ -28,8 +28,7 @@ from flask_ai_sse.sse import SSEDecoder
 from flask_ai_sse.testing import StreamResult
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
 
-from ..conftest import ROOT, open_stream, require_postgres
-from .redis_kit import wait_until
+from ..helpers import ROOT, open_stream, require_postgres, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
 

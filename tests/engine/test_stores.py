@@ -1,7 +1,7 @@
 """The stream stores: one contract for memory and Redis, then what only Redis does.
 
-Redis tests run against the real server (``redis_url``: db 15, flushed); under
-``CI=true`` they fail when it is missing.
+Redis tests run against the real server (``redis_url``: ``TEST_REDIS_URL``, its db
+flushed); under ``CI=true`` they fail when it is missing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from flask_ai_sse.engine import MemoryStore, StreamStore, create_store
 from flask_ai_sse.engine.redis_store import RedisStore
 from flask_ai_sse.errors import ConfigurationError, StoreError, StreamGapError
 
-from .redis_kit import TcpProxy, refused_port, wait_until
+from ..helpers import wait_until
+from .redis_kit import TcpProxy, refused_port
 
 
 class Signals:
@@ -206,6 +207,7 @@ def test_the_listener_catches_up_on_a_cancel_it_missed_while_disconnected(
         assert other.signal("s", "cancelled") is True  # ...while the cancel is published
         proxy.restore()
         # At least once: redis-py's own reconnect and ours may each catch up.
+        # 15 s: redis-py's reconnect backs off by seconds; the wait ends at the first signal.
         assert set(handler.wait_for(1, timeout=15)) == {"cancelled"}
     finally:
         proxy.close()
@@ -230,6 +232,8 @@ def down_is_a_store_error(store: RedisStore) -> None:
             call()
         assert isinstance(info.value.__cause__, redis.ConnectionError)
         assert info.value.to_dict()["error"]["type"] == "store_unavailable"
+    # Five calls against a refused port fail in milliseconds; 5 s is far below what a retry
+    # loop or a connect timeout would take, and far above a loaded machine's slowness.
     assert time.monotonic() - started < 5
     store.close()
 
@@ -259,6 +263,8 @@ def test_a_black_hole_fails_waiting_reads_instead_of_hanging(make_redis_store, r
         reader.join(timeout=15)
         assert not reader.is_alive()
         assert [type(f) for f in failures] == [StoreError]
+        # The socket timeout is 0.5 s and the read asked for 30 s: under 10 s proves the
+        # timeout ended it, with room for a loaded machine.
         assert time.monotonic() - started < 10
     finally:
         proxy.close()

@@ -1,11 +1,14 @@
-"""The engine's parts in-process: store, reader, sentence mode, flush, watchdog."""
+"""The engine's parts in-process: store, reader, sentence mode, flush, watchdog.
+
+Waits such as ``gen.done.wait(5)`` only stop a hang: what they wait for takes
+milliseconds, so their bounds hold with a wide margin on a loaded machine.
+"""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from flask import Flask
 
 from flask_ai_sse import AISSE
 from flask_ai_sse.chunks import ChatRequest
@@ -38,11 +41,9 @@ def test_sentence_buffer(pieces, out):
     assert "".join(got) == "".join(pieces)
 
 
-def test_sentence_mode_sends_whole_sentences_and_the_rest_at_the_end():
-    app = Flask(__name__)
-    app.config.update(AI_SSE_SENTENCE_MODE=True)
+def test_sentence_mode_sends_whole_sentences_and_the_rest_at_the_end(make_app):
     provider = FakeProvider(script=["One two. Three four! Five"], delay=0)
-    AISSE(app, provider=provider)
+    app = make_app(AISSE(provider=provider), AI_SSE_SENTENCE_MODE=True)
     result = collect(app.test_client().get("/ai/stream?prompt=x"))
     contents = [
         e.json()["content"] for e in result.events if e.event == "message" and e.data != "[DONE]"
@@ -50,13 +51,9 @@ def test_sentence_mode_sends_whole_sentences_and_the_rest_at_the_end():
     assert contents == ["One two. ", "Three four! ", "Five"]
 
 
-def test_sentence_mode_flushes_partial_text_before_an_error():
-    app = Flask(__name__)
-    app.config.update(AI_SSE_SENTENCE_MODE=True)
-    AISSE(
-        app,
-        provider=FakeProvider(script=[FakeReply(text="Half a sentence", fail_after=2)], delay=0),
-    )
+def test_sentence_mode_flushes_partial_text_before_an_error(make_app):
+    provider = FakeProvider(script=[FakeReply(text="Half a sentence", fail_after=2)], delay=0)
+    app = make_app(AISSE(provider=provider), AI_SSE_SENTENCE_MODE=True)
     result = collect(app.test_client().get("/ai/stream?prompt=x"))
     assert result.text == "Half a "
     assert result.terminal.event == "error"

@@ -7,7 +7,7 @@ import pytest
 from flask_ai_sse.engine import Engine
 from flask_ai_sse.testing import collect
 
-from ..conftest import open_stream
+from ..helpers import open_stream
 from .sse_client import LiveStream, call
 
 pytestmark = pytest.mark.server

@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 from flask import Flask
 
 from flask_ai_sse import AISSE
+from flask_ai_sse._settings import read_settings
+from flask_ai_sse._slots import MemorySlots, RedisSlots
 from flask_ai_sse.errors import ConfigurationError, ProviderError
-from flask_ai_sse.guards import _slots_url
-from flask_ai_sse.slots import MemorySlots, RedisSlots
 from flask_ai_sse.testing import FakeProvider, FakeReply, collect
 
-from ..conftest import open_stream
+from ..helpers import open_stream, wait_until
 from .sse_client import LiveStream, call
 
 KEY = "addr:127.0.0.1"  # the test client's address: no authorize hook here
 LONG = FakeReply(text="word " * 400, delay=0.02)  # about 8 s unless stopped
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll for a state the code reaches asynchronously (the generation's end)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
+#: One stream per key, and a short grace so that a disconnect frees its slot soon.
+CAPPED = {"AI_SSE_KEEPALIVE": 5, "AI_SSE_MAX_STREAMS_PER_KEY": 1, "AI_SSE_DISCONNECT_GRACE": 0.05}
 
 
-def make_app(*script: FakeReply, **config: object) -> tuple[Flask, AISSE]:
-    app = Flask(__name__)
-    app.config.update(
-        AI_SSE_KEEPALIVE=5, AI_SSE_MAX_STREAMS_PER_KEY=1, AI_SSE_DISCONNECT_GRACE=0.05
-    )
-    app.config.update(config)
-    ai = AISSE(app, provider=FakeProvider(script=script or [FakeReply(text="hi", delay=0)]))
-    return app, ai
+def scripted(*script: FakeReply) -> AISSE:
+    return AISSE(provider=FakeProvider(script=script or [FakeReply(text="hi", delay=0)]))
 
 
 def slots(app: Flask) -> MemorySlots:
@@ -54,8 +41,8 @@ def assert_capped(resp) -> None:
     assert int(resp.headers["Retry-After"]) >= 1
 
 
-def test_the_next_stream_waits_until_one_ends_by_cancel():
-    app, _ = make_app(LONG, FakeReply(text="second", delay=0))
+def test_the_next_stream_waits_until_one_ends_by_cancel(make_app):
+    app = make_app(scripted(LONG, FakeReply(text="second", delay=0)), **CAPPED)
     client = app.test_client()
     first = client.get("/ai/stream?prompt=a", buffered=False)
     assert first.status_code == 200
@@ -68,17 +55,20 @@ def test_the_next_stream_waits_until_one_ends_by_cancel():
     first.close()
 
 
-def test_done_frees_the_slot_before_the_client_sees_the_end():
+def test_done_frees_the_slot_before_the_client_sees_the_end(make_app):
     """A chat client sends its next message as soon as it reads [DONE]: no 429 for that."""
-    app, _ = make_app()
+    app = make_app(scripted(), **CAPPED)
     client = app.test_client()
     for _ in range(3):
         assert collect(client.get("/ai/stream?prompt=x")).ended
         assert slots(app).count(KEY) == 0
 
 
-def test_an_error_mid_stream_frees_the_slot():
-    app, _ = make_app(FakeReply(text="a b c", fail_after=1, delay=0), FakeReply(text="ok", delay=0))
+def test_an_error_mid_stream_frees_the_slot(make_app):
+    app = make_app(
+        scripted(FakeReply(text="a b c", fail_after=1, delay=0), FakeReply(text="ok", delay=0)),
+        **CAPPED,
+    )
     client = app.test_client()
     result = collect(client.get("/ai/stream?prompt=x"))
     assert result.terminal is not None and result.terminal.event == "error"
@@ -86,8 +76,8 @@ def test_an_error_mid_stream_frees_the_slot():
     assert collect(client.get("/ai/stream?prompt=y")).text == "ok"
 
 
-def test_a_disconnect_frees_the_slot_after_the_grace():
-    app, _ = make_app(LONG)
+def test_a_disconnect_frees_the_slot_after_the_grace(make_app):
+    app = make_app(scripted(LONG), **CAPPED)
     client = app.test_client()
     resp = client.get("/ai/stream?prompt=x", buffered=False)
     next(iter(resp.response))
@@ -96,8 +86,11 @@ def test_a_disconnect_frees_the_slot_after_the_grace():
     wait_until(lambda: slots(app).count(KEY) == 0)
 
 
-def test_failures_before_a_stream_starts_never_hold_a_slot():
-    app, _ = make_app(FakeReply(fail_before=ProviderError("down")), FakeReply(text="ok", delay=0))
+def test_failures_before_a_stream_starts_never_hold_a_slot(make_app):
+    app = make_app(
+        scripted(FakeReply(fail_before=ProviderError("down")), FakeReply(text="ok", delay=0)),
+        **CAPPED,
+    )
     client = app.test_client()
     assert client.get("/ai/stream?prompt=x").status_code == 502
     assert client.post("/ai/stream", json={"prompt": 3}).status_code == 400
@@ -105,8 +98,9 @@ def test_failures_before_a_stream_starts_never_hold_a_slot():
     assert slots(app).count(KEY) == 0
 
 
-def test_keys_are_counted_apart_and_the_default_is_off():
-    app, ai = make_app(LONG, FakeReply(text="ok", delay=0))
+def test_keys_are_counted_apart_and_the_default_is_off(make_app):
+    ai = scripted(LONG, FakeReply(text="ok", delay=0))
+    app = make_app(ai, **CAPPED)
     ai.authorize(lambda: __import__("flask").request.headers.get("X-User"))
     client = app.test_client()
     held = client.get("/ai/stream?prompt=x", headers={"X-User": "alice"}, buffered=False)
@@ -114,19 +108,20 @@ def test_keys_are_counted_apart_and_the_default_is_off():
     assert client.get("/ai/stream?prompt=x", headers={"X-User": "bob"}).status_code == 200
     assert_capped(client.get("/ai/stream?prompt=x", headers={"X-User": "alice"}))
     held.close()
-    off = Flask(__name__)
-    AISSE(off)
+    off = make_app()
     assert off.extensions["ai_sse"].guards.slots is None
 
 
-def test_slot_storage_follows_the_stream_store_unless_named():
-    base = {"AI_SSE_STORE": "memory", "AI_SSE_MAX_STREAMS_STORAGE": None}
-    assert _slots_url(base) == "memory"
-    assert _slots_url({**base, "AI_SSE_STORE": "redis://h/1"}) == "redis://h/1"
-    assert _slots_url({**base, "AI_SSE_MAX_STREAMS_STORAGE": "redis://x/2"}) == "redis://x/2"
+def test_slot_storage_follows_the_stream_store_unless_named(make_app):
+    def slots_url(**config):
+        return read_settings(config, {}).guards.slots_url
+
+    assert slots_url() == "memory"
+    assert slots_url(AI_SSE_STORE="redis://h/1") == "redis://h/1"
+    assert slots_url(AI_SSE_MAX_STREAMS_STORAGE="redis://x/2") == "redis://x/2"
     for bad in ({"AI_SSE_MAX_STREAMS_PER_KEY": -1}, {"AI_SSE_MAX_STREAMS_STORAGE": "mongo://"}):
         with pytest.raises(ConfigurationError):
-            make_app(**bad)
+            make_app(scripted(), **{**CAPPED, **bad})
 
 
 @pytest.mark.redis
@@ -145,7 +140,7 @@ def test_redis_slots_are_atomic_and_leased(redis_url):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(5)
+        t.join(5)  # a few Redis round trips each; 5 s only stops a hang
     assert len(taken) == 3 and one.count("k") == 3
     for slot in taken:
         slot.release()  # type: ignore[attr-defined]
@@ -155,7 +150,7 @@ def test_redis_slots_are_atomic_and_leased(redis_url):
     short = RedisSlots(redis_url, 1, lease=1)
     assert dead.take("dead") is not None and short.take("dead") is None
     dead.close()  # nobody renews its slot any more
-    wait_until(lambda: short.take("dead") is not None, timeout=3)
+    wait_until(lambda: short.take("dead") is not None, timeout=3)  # the lease is 1 s: 3x that
     for slots in (one, two, short):
         slots.close()
 

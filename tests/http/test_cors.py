@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from flask import Flask
 
-from flask_ai_sse import AISSE
-from flask_ai_sse.cors import CorsPolicy
+from flask_ai_sse._cors import CorsPolicy
 from flask_ai_sse.errors import ConfigurationError
 
 from .sse_client import call
@@ -93,20 +91,8 @@ class TestPolicy:
         assert headers["Access-Control-Allow-Headers"] == "X-Csrf-Token, Content-Type"
 
 
-def cors_app(**config: object) -> Flask:
-    app = Flask(__name__)
-    app.config.update(AI_SSE_FAKE_DELAY=0.0, **config)
-    AISSE(app)
-
-    @app.get("/elsewhere")
-    def elsewhere() -> str:
-        return "not the blueprint's"
-
-    return app
-
-
-def test_off_by_default_no_cors_headers():
-    client = cors_app().test_client()
+def test_off_by_default_no_cors_headers(make_app):
+    client = make_app().test_client()
     resp = client.get("/ai/stream?prompt=x", headers={"Origin": SITE})
     assert "Access-Control-Allow-Origin" not in resp.headers
     pre = client.options(
@@ -115,8 +101,14 @@ def test_off_by_default_no_cors_headers():
     assert "Access-Control-Allow-Origin" not in pre.headers
 
 
-def test_blueprint_answers_carry_the_headers_errors_included():
-    client = cors_app(AI_SSE_CORS_ORIGINS=[SITE], AI_SSE_CORS_CREDENTIALS=True).test_client()
+def test_blueprint_answers_carry_the_headers_errors_included(make_app):
+    app = make_app(AI_SSE_CORS_ORIGINS=[SITE], AI_SSE_CORS_CREDENTIALS=True)
+
+    @app.get("/elsewhere")
+    def elsewhere() -> str:
+        return "not the blueprint's"
+
+    client = app.test_client()
     ok = client.get("/ai/stream?prompt=x", headers={"Origin": SITE})
     assert ok.headers["Access-Control-Allow-Origin"] == SITE
     assert ok.headers["Access-Control-Allow-Credentials"] == "true"
@@ -137,9 +129,9 @@ def test_blueprint_answers_carry_the_headers_errors_included():
     )
 
 
-def test_bad_cors_config_fails_at_start_up():
+def test_bad_cors_config_fails_at_start_up(make_app):
     with pytest.raises(ConfigurationError):
-        cors_app(AI_SSE_CORS_ORIGINS="*", AI_SSE_CORS_CREDENTIALS=True)
+        make_app(AI_SSE_CORS_ORIGINS="*", AI_SSE_CORS_CREDENTIALS=True)
 
 
 @pytest.mark.server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from flask import Flask
 
 from flask_ai_sse import AISSE, Comment, ServerSentEvent
 from flask_ai_sse.errors import ProviderError
@@ -63,17 +62,11 @@ def test_a_custom_stream_yielding_a_bad_event_ends_with_an_error_event(server, c
     assert call("GET", f"{server.url}/ai/stream", params={"prompt": "next"}).status_code == 200
 
 
-def app_with(*script: FakeReply) -> tuple[Flask, AISSE]:
-    app = Flask(__name__)
-    app.config.update(AI_SSE_KEEPALIVE=5)
-    return app, AISSE(app, provider=FakeProvider(script=script, delay=0))
-
-
-def test_provider_text_reasoning_and_errors_stay_inside_their_events():
+def test_provider_text_reasoning_and_errors_stay_inside_their_events(make_app):
     reply = FakeReply(
         text=INJECTION, reasoning=[INJECTION], fail_after=2, error=ProviderError(INJECTION)
     )
-    app, _ = app_with(reply)
+    app = make_app(AISSE(provider=FakeProvider(script=[reply], delay=0)), AI_SSE_KEEPALIVE=5)
     body = app.test_client().get("/ai/stream?prompt=x").get_data()
     result = assert_well_formed(body)
     assert json.loads(result.named("reasoning")[0].data)["content"] == INJECTION
@@ -81,8 +74,9 @@ def test_provider_text_reasoning_and_errors_stay_inside_their_events():
     assert error["message"] == INJECTION
 
 
-def test_custom_stream_text_and_comments_cannot_add_events():
-    app, ai = app_with()
+def test_custom_stream_text_and_comments_cannot_add_events(make_app):
+    ai = AISSE(provider=FakeProvider(delay=0))
+    app = make_app(ai, AI_SSE_KEEPALIVE=5)
 
     @app.get("/custom")
     def custom():

@@ -10,11 +10,8 @@ import json
 from urllib.parse import quote
 
 import pytest
-from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from flask_ai_sse import AISSE
 
 from .framing import assert_well_formed
 from .sse_client import call
@@ -89,11 +86,8 @@ def check(status: int, content_type: str, body: bytes, *, stream: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def client():
-    app = Flask(__name__)
-    app.config.update(AI_SSE_FAKE_DELAY=0.0, AI_SSE_KEEPALIVE=5, AI_SSE_MAX_MESSAGES=3)
-    AISSE(app)
-    return app.test_client()
+def client(make_app):
+    return make_app(AI_SSE_KEEPALIVE=5, AI_SSE_MAX_MESSAGES=3).test_client()
 
 
 @FAST

@@ -77,11 +77,9 @@ def test_the_apps_own_limiter_and_its_key_function_are_used():
     )
 
 
-def test_a_limiter_not_yet_registered_on_the_app_is_registered():
-    app = Flask(__name__)
-    app.config.update(AI_SSE_FAKE_DELAY=0.0, AI_SSE_RATE_LIMIT="1/minute")
+def test_a_limiter_not_yet_registered_on_the_app_is_registered(make_app):
     limiter = Limiter(lambda: request.remote_addr or "-", storage_uri="memory://")
-    AISSE(app, limiter=limiter)
+    app = make_app(AISSE(limiter=limiter), AI_SSE_RATE_LIMIT="1/minute")
     assert limiter in app.extensions["limiter"]
     client = app.test_client()
     assert client.post("/ai/ask", json={"prompt": "x"}).status_code == 200
@@ -139,6 +137,7 @@ def test_limit_is_shared_across_two_gunicorn_processes(gunicorn_server, redis_ur
 
 def test_own_views_can_spend_from_the_same_budget():
     """What docs/security.rst shows: a shared limit with the scope "ai_sse"."""
+    # Built by hand, in the docs' order: the limiter is on the app before the extension.
     app = Flask(__name__)
     app.config.update(AI_SSE_FAKE_DELAY=0.0, AI_SSE_RATE_LIMIT="2/minute")
     limiter = Limiter(lambda: "one-client", app=app, storage_uri="memory://")

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
 
-from flask_ai_sse import AISSE
+from flask_ai_sse._validation import Limits, validate_query
 from flask_ai_sse.errors import ConfigurationError
 from flask_ai_sse.testing import collect
-from flask_ai_sse.validation import Limits, validate_query
 
 from .sse_client import call
 
 
-def make_app(**config: object) -> Flask:
-    app = Flask(__name__)
-    app.config.update(AI_SSE_FAKE_DELAY=0.0, AI_SSE_KEEPALIVE=5, **config)
-    AISSE(app)
-    return app
-
-
 @pytest.fixture
-def client():
+def client(make_app):
     return make_app(
         AI_SSE_MAX_PROMPT_CHARS=50, AI_SSE_MAX_MESSAGE_CHARS=50, AI_SSE_MAX_MESSAGES=3
     ).test_client()
@@ -97,11 +88,13 @@ def test_good_query_numbers_are_parsed(client):
     resp = client.get("/ai/stream?prompt=hi&temperature=0.7&max_tokens=64&model=fake-1")
     assert resp.status_code == 200
     assert collect(resp).ended
-    params = validate_query({"prompt": "x", "temperature": "1e0", "max_tokens": "7"}, Limits())
+    params = validate_query(
+        {"prompt": "x", "temperature": "1e0", "max_tokens": "7"}, Limits(), "fake-1"
+    )
     assert (params.temperature, params.max_tokens) == (1.0, 7)
 
 
-def test_body_size_limit_counts_bytes_not_characters():
+def test_body_size_limit_counts_bytes_not_characters(make_app):
     client = make_app(AI_SSE_MAX_BODY_BYTES=100).test_client()
     body = '{"prompt": "' + "é" * 45 + '"}'  # 45 characters, 90 bytes of UTF-8 + 14
     resp = client.post("/ai/stream", data=body.encode(), content_type="application/json")
@@ -116,28 +109,28 @@ def test_unknown_fields_are_ignored_not_forwarded(client):
 class TestModelAllowList:
     """Clients choosing the model spend the app's money: opt-in, and the default always works."""
 
-    def test_default_allows_only_the_configured_model(self):
+    def test_default_allows_only_the_configured_model(self, make_app):
         client = make_app(AI_SSE_MODEL="cheap-1").test_client()
         assert client.post("/ai/ask", json={"prompt": "x", "model": "cheap-1"}).status_code == 200
         assert client.post("/ai/ask", json={"prompt": "x"}).get_json()["model"] == "cheap-1"
         resp = client.post("/ai/ask", json={"prompt": "x", "model": "expensive-9"})
         assert_error(resp, 400, "model_not_allowed")
 
-    def test_a_list_adds_models(self):
+    def test_a_list_adds_models(self, make_app):
         client = make_app(AI_SSE_ALLOWED_MODELS=["mini", "maxi"]).test_client()
         for model in ("mini", "maxi", "fake-1"):
             resp = client.post("/ai/ask", json={"prompt": "x", "model": model})
             assert resp.get_json()["model"] == model
         assert_error(client.get("/ai/stream?prompt=x&model=other"), 400, "model_not_allowed")
 
-    def test_star_allows_any_well_formed_name(self):
+    def test_star_allows_any_well_formed_name(self, make_app):
         client = make_app(AI_SSE_ALLOWED_MODELS="*").test_client()
         resp = client.post("/ai/ask", json={"prompt": "x", "model": "meta-llama/Llama-3:8b"})
         assert resp.status_code == 200
         resp = client.post("/ai/ask", json={"prompt": "x", "model": "a/../b"})
         assert_error(resp, 400, "invalid_model")
 
-    def test_the_python_api_is_the_apps_own_choice(self):
+    def test_the_python_api_is_the_apps_own_choice(self, make_app):
         app = make_app()
         with app.test_request_context():
             assert (
@@ -145,14 +138,14 @@ class TestModelAllowList:
             )
 
     @pytest.mark.parametrize("value", [["ok", "not ok"], [3]])
-    def test_bad_lists_fail_at_start_up(self, value):
+    def test_bad_lists_fail_at_start_up(self, value, make_app):
         with pytest.raises(ConfigurationError, match="AI_SSE_ALLOWED_MODELS"):
             make_app(AI_SSE_ALLOWED_MODELS=value)
 
 
 @pytest.mark.parametrize("key", ["AI_SSE_MAX_BODY_BYTES", "AI_SSE_MAX_MESSAGES"])
 @pytest.mark.parametrize("value", [0, -5, "10", True])
-def test_limits_must_be_positive_ints(key, value):
+def test_limits_must_be_positive_ints(key, value, make_app):
     with pytest.raises(ConfigurationError, match=key):
         make_app(**{key: value})
 

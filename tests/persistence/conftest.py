@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.apps.persist_app import create_app
-
-from ..conftest import require_postgres
+from ..apps.persist_app import create_app
+from ..helpers import require_postgres
 
 
 @pytest.fixture(

@@ -18,9 +18,9 @@ import requests
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from flask_ai_sse.testing import StreamResult, collect
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
-from tests.apps.persist_app import SLOW_TEXT
 
-from ..conftest import ROOT, Server, open_stream
+from ..apps.persist_app import SLOW_TEXT
+from ..helpers import ROOT, Server, open_stream
 
 pytestmark = pytest.mark.server
 

@@ -24,7 +24,7 @@ OWNER = {"X-Owner": "alice"}
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Make:
+def make_db_app(tmp_path: Path) -> Make:
     """An app on a SQLite file with a scripted fake provider; the owner is ``X-Owner``."""
 
     def make(*replies: FakeReply | str, **config: Any) -> tuple[Flask, AISSE, FakeProvider]:
@@ -54,8 +54,8 @@ def ended(app: Flask, ai: AISSE, message_id: int, timeout: float = 5.0) -> Any:
             time.sleep(0.01)
 
 
-def test_models_live_in_the_apps_metadata(make_app: Make) -> None:
-    app, ai, _ = make_app()
+def test_models_live_in_the_apps_metadata(make_db_app: Make) -> None:
+    app, ai, _ = make_db_app()
     assert ai.Conversation.__table__.name == "ai_sse_conversations"
     assert ai.Message.__table__.name == "ai_sse_messages"
     assert ai.Conversation.metadata is ai.db.metadata
@@ -81,8 +81,8 @@ def test_table_prefix_argument_beats_config() -> None:
         assert app.config["AI_SSE_TABLE_PREFIX"] == expected
 
 
-def test_python_api_round_trip(make_app: Make) -> None:
-    app, ai, _ = make_app()
+def test_python_api_round_trip(make_db_app: Make) -> None:
+    app, ai, _ = make_db_app()
     with app.app_context():
         store = ai.conversations
         conversation = store.create(title="Notes", system="Be kind.", owner="alice")
@@ -104,14 +104,16 @@ def test_python_api_round_trip(make_app: Make) -> None:
     assert {"stream_duration", "time_to_first_token", "model", "provider", "usage"} <= set(meta)
 
 
-def test_message_stream_writes_partial_text_by_chunks_and_by_time(make_app: Make) -> None:
-    app, ai, _ = make_app(AI_SSE_PERSIST_EVERY=3, AI_SSE_PERSIST_INTERVAL=10)
+def test_message_stream_writes_partial_text_by_chunks_and_by_time(make_db_app: Make) -> None:
+    app, ai, _ = make_db_app(AI_SSE_PERSIST_EVERY=3, AI_SSE_PERSIST_INTERVAL=10)
     now = [100.0]
     with app.app_context():
         store = ai.conversations
         cid = store.create(owner=None).id
         opened = store.start_message(cid, owner=None)
-        message = MessageStream(store, opened.id, cid, clock=lambda: now[0])
+        message = MessageStream(
+            opened.writer, opened.id, cid, interval=10, every=3, clock=lambda: now[0]
+        )
 
         def stored() -> str:
             return str(store.messages(cid, owner=None)[-1].content)
@@ -133,8 +135,8 @@ def test_message_stream_writes_partial_text_by_chunks_and_by_time(make_app: Make
         message.append("f")
 
 
-def test_an_exception_inside_a_message_stream_fails_it(make_app: Make) -> None:
-    app, ai, _ = make_app()
+def test_an_exception_inside_a_message_stream_fails_it(make_db_app: Make) -> None:
+    app, ai, _ = make_db_app()
     with app.app_context():
         store = ai.conversations
         cid = store.create(owner=None).id
@@ -161,8 +163,8 @@ def _streaming_message(app: Flask, ai: AISSE, age: float) -> int:
     return message.id
 
 
-def test_reconcile_marks_only_old_streaming_messages(make_app: Make) -> None:
-    app, ai, _ = make_app(AI_SSE_STREAM_TIMEOUT=60)
+def test_reconcile_marks_only_old_streaming_messages(make_db_app: Make) -> None:
+    app, ai, _ = make_db_app(AI_SSE_STREAM_TIMEOUT=60)
     old = _streaming_message(app, ai, age=61)
     young = _streaming_message(app, ai, age=30)
     with app.app_context():
@@ -184,8 +186,10 @@ def test_reconcile_marks_only_old_streaming_messages(make_app: Make) -> None:
 
 
 @pytest.mark.parametrize("on_start", [True, False])
-def test_reconcile_on_start_runs_before_the_first_request(make_app: Make, on_start: bool) -> None:
-    app, ai, _ = make_app(AI_SSE_STREAM_TIMEOUT=60, AI_SSE_RECONCILE_ON_START=on_start)
+def test_reconcile_on_start_runs_before_the_first_request(
+    make_db_app: Make, on_start: bool
+) -> None:
+    app, ai, _ = make_db_app(AI_SSE_STREAM_TIMEOUT=60, AI_SSE_RECONCILE_ON_START=on_start)
     message_id = _streaming_message(app, ai, age=120)
     app.test_client().get("/ai/conversations", headers=OWNER)
     with app.app_context():
@@ -193,8 +197,8 @@ def test_reconcile_on_start_runs_before_the_first_request(make_app: Make, on_sta
     assert status == ("failed" if on_start else "streaming")
 
 
-def test_ask_stream_with_a_conversation_in_a_custom_view(make_app: Make) -> None:
-    app, ai, provider = make_app("First answer.", "Second answer.")
+def test_ask_stream_with_a_conversation_in_a_custom_view(make_db_app: Make) -> None:
+    app, ai, provider = make_db_app("First answer.", "Second answer.")
 
     @app.post("/chat/<cid>")
     def chat(cid: str) -> Any:
@@ -223,8 +227,8 @@ def test_ask_stream_with_a_conversation_in_a_custom_view(make_app: Make) -> None
     )
 
 
-def test_history_budget_trims_the_context(make_app: Make) -> None:
-    app, ai, provider = make_app("a1", "a2", "a3", AI_SSE_HISTORY_MAX_MESSAGES=2)
+def test_history_budget_trims_the_context(make_db_app: Make) -> None:
+    app, ai, provider = make_db_app("a1", "a2", "a3", AI_SSE_HISTORY_MAX_MESSAGES=2)
     client = app.test_client()
     cid = client.post("/ai/conversations", json={"system": "Sys."}, headers=OWNER).json["id"]
     for prompt in ("u1", "u2", "u3"):
@@ -234,9 +238,9 @@ def test_history_budget_trims_the_context(make_app: Make) -> None:
     assert [m["content"] for m in provider.requests[-1].messages] == ["Sys.", "u2", "a2", "u3"]
 
 
-def test_a_refused_upstream_call_marks_the_answer_failed(make_app: Make) -> None:
+def test_a_refused_upstream_call_marks_the_answer_failed(make_db_app: Make) -> None:
     refused = ProviderStatusError(provider="fake", upstream_status=500)
-    app, _, _ = make_app(FakeReply(fail_before=refused))
+    app, _, _ = make_db_app(FakeReply(fail_before=refused))
     client = app.test_client()
     cid = client.post("/ai/conversations", headers=OWNER).json["id"]
     resp = client.post("/ai/stream", json={"prompt": "hi", "conversation_id": cid}, headers=OWNER)
@@ -249,8 +253,8 @@ def test_a_refused_upstream_call_marks_the_answer_failed(make_app: Make) -> None
     assert messages[1]["meta"]["error"]["type"] == "provider_error"
 
 
-def test_sentence_mode_still_stores_the_whole_answer(make_app: Make) -> None:
-    app, ai, _ = make_app("One. Two three", AI_SSE_SENTENCE_MODE=True)
+def test_sentence_mode_still_stores_the_whole_answer(make_db_app: Make) -> None:
+    app, ai, _ = make_db_app("One. Two three", AI_SSE_SENTENCE_MODE=True)
     client = app.test_client()
     cid = client.post("/ai/conversations", headers=OWNER).json["id"]
     body = {"prompt": "hi", "conversation_id": cid}
@@ -289,9 +293,9 @@ def test_without_db_a_conversation_id_is_refused(app: Flask) -> None:
     ],
 )
 def test_bad_requests_get_json_errors(
-    make_app: Make, method: str, path: str, kwargs: dict[str, Any], status: int, kind: str
+    make_db_app: Make, method: str, path: str, kwargs: dict[str, Any], status: int, kind: str
 ) -> None:
-    app, _, _ = make_app()
+    app, _, _ = make_db_app()
     client = app.test_client()
     cid = client.post("/ai/conversations", headers=OWNER).json["id"]
     resp = client.open(path.format(cid=cid), method=method, headers=OWNER, **kwargs)
@@ -299,8 +303,8 @@ def test_bad_requests_get_json_errors(
     assert resp.json["error"]["type"] == kind
 
 
-def test_the_documented_custom_view_pattern(make_app: Make) -> None:
-    app, ai, provider = make_app("Found it.")
+def test_the_documented_custom_view_pattern(make_db_app: Make) -> None:
+    app, ai, provider = make_db_app("Found it.")
 
     @app.post("/agent/<cid>")
     def agent(cid: str) -> Any:
@@ -329,8 +333,8 @@ def test_the_documented_custom_view_pattern(make_app: Make) -> None:
     assert messages[1]["meta"]["tool"] == "search"
 
 
-def test_ask_with_a_conversation_is_stored_too(make_app: Make) -> None:
-    app, ai, provider = make_app("Streamed.", "Asked.")
+def test_ask_with_a_conversation_is_stored_too(make_db_app: Make) -> None:
+    app, ai, provider = make_db_app("Streamed.", "Asked.")
     client = app.test_client()
     cid = client.post("/ai/conversations", headers=OWNER).json["id"]
     body = {"prompt": "one", "conversation_id": cid}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from provider_kit import KEY, make_provider
 
-from flask_ai_sse.providers._http import HTTPProvider
+from flask_ai_sse.providers.http import HTTPProvider
 from flask_ai_sse.testing.upstream import FORMATS, MockUpstream
+
+from .provider_kit import KEY, make_provider
 
 
 @pytest.fixture(params=sorted(FORMATS))

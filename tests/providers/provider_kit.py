@@ -12,8 +12,8 @@ from typing import Any
 
 from flask_ai_sse.chunks import AnswerBuilder, ChatRequest, Chunk
 from flask_ai_sse.providers import ProviderConfig, create_provider
-from flask_ai_sse.providers._http import HTTPProvider
 from flask_ai_sse.providers.base import ChunkStream
+from flask_ai_sse.providers.http import HTTPProvider
 from flask_ai_sse.testing.upstream import MockUpstream
 
 KEY = "sk-test-0123456789abcdefSECRET"

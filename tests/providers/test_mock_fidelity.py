@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from provider_kit import KEY
 
 from flask_ai_sse.testing.upstream import MockReply, MockToolCall, MockUpstream
+
+from .provider_kit import KEY
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

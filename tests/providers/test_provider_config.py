@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from provider_kit import KEY, fold, make_provider, request_for
 
 from flask_ai_sse.errors import ConfigurationError, ProviderStatusError
 from flask_ai_sse.providers import (
@@ -14,8 +13,10 @@ from flask_ai_sse.providers import (
     build_provider,
     create_provider,
 )
-from flask_ai_sse.providers._http import HTTPProvider, with_options
+from flask_ai_sse.providers.http import HTTPProvider, with_options
 from flask_ai_sse.testing.upstream import MockReply, MockUpstream
+
+from .provider_kit import KEY, fold, make_provider, request_for
 
 PRESETS = {
     # name: (base URL, key variable or None when no key is needed)
@@ -176,7 +177,7 @@ def test_all_failing_raises_the_last_error(
 
 
 def test_upstream_error_message_shapes() -> None:
-    from flask_ai_sse.providers._http import upstream_message
+    from flask_ai_sse.providers._transport import upstream_message
 
     assert upstream_message(b'{"error": {"message": "m1", "type": "t"}}') == "m1"
     assert upstream_message(b'{"type": "error", "error": {"type": "overloaded_error"}}') == (

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import requests
-from provider_kit import KEY
 
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from flask_ai_sse.testing import collect
 from flask_ai_sse.testing.upstream import FORMATS, MockReply, MockUpstream
+
+from .provider_kit import KEY
 
 pytestmark = pytest.mark.server
 
@@ -49,6 +50,8 @@ def nothing_left_open(stack: Stack) -> Iterator[None]:
     mock, _ = stack
     mock.script(MockReply())
     yield
+    # 10 s: the gunicorn worker closes its upstream socket within milliseconds; the margin is
+    # for a loaded machine (the wait ends as soon as the count is reached).
     assert mock.wait_for_open_streams(0, timeout=10), mock.stats()
 
 

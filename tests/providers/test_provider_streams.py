@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from provider_kit import KEY, fold, make_provider, request_for
 
 from flask_ai_sse.chunks import ChatRequest, Chunk
-from flask_ai_sse.providers._http import HTTPProvider
+from flask_ai_sse.providers.http import HTTPProvider
 from flask_ai_sse.testing.upstream import MockReply, MockToolCall, MockUpstream
+
+from .provider_kit import KEY, fold, make_provider, request_for
 
 HOSTILE = ["line one\n\ndata: [DONE]\r\n", "event: error\r", "\rid: 7\n", "tail\u2028end"]
 EMOJI = "pizza 🍕, love ❤️, thumbs 👍🏽 and 𝄞"

@@ -38,7 +38,7 @@ def standalone() -> Iterator[str]:
     announced: list[str] = []
     reader = threading.Thread(target=lambda: announced.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    reader.join(20)
+    reader.join(20)  # a cold interpreter importing gevent: about a second; 20 for a loaded machine
     try:
         assert announced and " at http://" in announced[0], (
             proc.stderr.read() if proc.poll() else ""

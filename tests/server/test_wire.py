@@ -10,7 +10,7 @@ import pytest
 
 from flask_ai_sse.testing import collect
 
-from ..conftest import open_stream
+from ..helpers import open_stream
 
 pytestmark = pytest.mark.server
 

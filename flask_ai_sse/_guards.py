@@ -5,7 +5,7 @@
     request ─► app's own decorators (login) ─► rate limit ─► slot ─► view ─► generation
                   (create_blueprint(decorators=...))   429       429          │
                                                                               │ ends: done, error,
-    slot freed ◄──────────────── Observer.finished ◄──────────────────────────┘ cancel, disconnect
+    slot freed ◄──────────────── Slot.finished (an observer) ◄────────────────┘ cancel, disconnect
 
 The rate limit is Flask-Limiter's: the app's own ``Limiter`` (``AISSE(limiter=...)``,
 so its storage and key function apply) or one made from ``AI_SSE_RATE_LIMIT_*``.
@@ -15,54 +15,31 @@ only attach to a running stream (or get a 404), never start a generation.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, has_request_context, request
+from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import constants as C
-from .context import requested_event_id
-from .cors import CorsPolicy
+from ._cors import CorsPolicy
+from ._redis_client import limiter_storage_options
+from ._request import requested_event_id
+from ._settings import GuardSettings
+from ._slots import Slots, create_slots
 from .errors import AISSEError, ConfigurationError, StoreError, TooManyRequests, TooManyStreams
-from .redis_client import limiter_storage_options, options_from_config
-from .slots import Slot, Slots, create_slots
 
 # Flask-Limiter (and ``limits``) load only when a limit is configured: about 0.1 s.
 if TYPE_CHECKING:
     from flask_limiter import Limiter
 
-    from .engine import Generation
-    from .extension import AISSE, AppState
-
-__all__ = ["Guards", "RateLimit", "SlotKeeper", "client_key", "guard_view", "install_cors"]
-
 logger = logging.getLogger("flask_ai_sse")
 
 View = Callable[..., Any]
-_KEY = "flask_ai_sse.client_key"
-_SLOT = "flask_ai_sse.slot"
 #: Flask-Limiter's scope for the routes' shared budget: one count for stream and ask.
 SCOPE = "ai_sse"
-
-
-def client_key(ai: AISSE) -> str:
-    """Who a request counts against: the owner from ``@ai.authorize``, else the client address.
-
-    Computed once per request (the authorize hook may be a database lookup).
-    Behind a proxy, apply werkzeug's ``ProxyFix`` so the address is the client's.
-    """
-    environ = request.environ
-    key = environ.get(_KEY)
-    if key is None:
-        owner = ai.current_owner()
-        key = f"owner:{owner}" if owner is not None else f"addr:{request.remote_addr or '-'}"
-        environ[_KEY] = key
-    return str(key)
 
 
 class RateLimit:
@@ -130,7 +107,9 @@ def _is_storage_error(exc: BaseException) -> bool:
     return isinstance(exc, redis.RedisError)
 
 
-def _internal_limiter(ai: AISSE, app: Flask, config: Mapping[str, Any]) -> Limiter:
+def _internal_limiter(
+    app: Flask, settings: GuardSettings, client_key: Callable[[], str]
+) -> Limiter:
     """A Limiter for the routes alone: it must not limit the app's other routes.
 
     Flask-Limiter reads ``RATELIMIT_*`` keys meant for the app's own limiter;
@@ -141,12 +120,10 @@ def _internal_limiter(ai: AISSE, app: Flask, config: Mapping[str, Any]) -> Limit
 
     had_enabled = "RATELIMIT_ENABLED" in app.config
     limiter = Limiter(
-        functools.partial(client_key, ai),
-        storage_uri=str(config[C.RATE_LIMIT_STORAGE]),
-        storage_options=limiter_storage_options(
-            str(config[C.RATE_LIMIT_STORAGE]), options_from_config(config)
-        ),
-        strategy=str(config[C.RATE_LIMIT_STRATEGY]),
+        client_key,
+        storage_uri=settings.rate_limit_storage,
+        storage_options=limiter_storage_options(settings.rate_limit_storage, settings.redis),
+        strategy=settings.rate_limit_strategy,
         key_prefix=SCOPE,
         headers_enabled=False,
         swallow_errors=False,
@@ -167,144 +144,94 @@ def _always() -> bool:
     return True
 
 
-class SlotKeeper:
-    """An engine observer: a generation started by a guarded view takes over its slot.
-
-    ``started`` runs in the request that starts the generation, so it finds the
-    slot the guard took; ``finished`` runs when the generation has ended,
-    however it ended, and frees the slot.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[str, Slot] = {}
-
-    def started(self, generation: Generation) -> None:
-        if has_request_context():
-            slot: Slot | None = request.environ.pop(_SLOT, None)
-            if slot is not None:
-                slot.claimed = True
-                self._held[generation.stream_id] = slot
-
-    def chunk(self, generation: Generation, chunk: Any) -> None:
-        """Nothing per chunk."""
-
-    def finished(self, generation: Generation) -> None:
-        slot = self._held.pop(generation.stream_id, None)
-        if slot is not None:
-            slot.release()
-
-
 class Guards:
-    """What guards one app's routes; all off by default."""
+    """What guards one app's routes; all off by default.
+
+    ``client_key`` says who the current request counts against (the owner from
+    ``@ai.authorize``, else the client address).
+    """
 
     def __init__(
         self,
+        client_key: Callable[[], str],
         *,
         rate_limit: RateLimit | None = None,
         slots: Slots | None = None,
         cors: CorsPolicy | None = None,
     ) -> None:
+        self.client_key = client_key
         self.rate_limit = rate_limit
         self.slots = slots
         self.cors = cors
 
     @classmethod
-    def setup(cls, ai: AISSE, app: Flask, state: AppState) -> Guards:
-        """Read the config's keys; hook the slot keeper into the engine's observers."""
-        config = state.config
+    def setup(
+        cls,
+        app: Flask,
+        settings: GuardSettings,
+        cors: CorsPolicy | None,
+        *,
+        client_key: Callable[[], str],
+        limiter: Limiter | None = None,
+    ) -> Guards:
+        """The guards ``settings`` ask for; ``limiter`` is the app's own Flask-Limiter."""
         rate_limit = None
-        if config[C.RATE_LIMIT]:
-            limiter = ai.limiter
+        if settings.rate_limit:
             if limiter is None:
-                limiter = _internal_limiter(ai, app, config)
+                limiter = _internal_limiter(app, settings, client_key)
             elif limiter not in app.extensions.get("limiter", ()):
                 limiter.init_app(app)  # the app's own limiter, not yet registered here
             rate_limit = RateLimit(
                 limiter,
-                str(config[C.RATE_LIMIT]),
+                settings.rate_limit,
                 name=f"ai_sse_rate_limit_{re.sub(r'[^A-Za-z0-9_]', '_', app.name)}_{id(app):x}",
             )
         slots = None
-        if config[C.MAX_STREAMS_PER_KEY]:
+        if settings.max_streams_per_key:
             slots = create_slots(
-                _slots_url(config),
-                config[C.MAX_STREAMS_PER_KEY],
-                lease=_lease(config),
-                options=options_from_config(config),
+                settings.slots_url,
+                settings.max_streams_per_key,
+                lease=settings.slot_lease,
+                options=settings.redis,
             )
-            state.observers.append(SlotKeeper())
-        cors = CorsPolicy.from_config(
-            config[C.CORS_ORIGINS],
-            methods=config[C.CORS_METHODS],
-            headers=config[C.CORS_HEADERS],
-            expose_headers=config[C.CORS_EXPOSE_HEADERS],
-            credentials=config[C.CORS_CREDENTIALS],
-            max_age=config[C.CORS_MAX_AGE],
-        )
-        return cls(rate_limit=rate_limit, slots=slots, cors=cors)
+        return cls(client_key, rate_limit=rate_limit, slots=slots, cors=cors)
 
+    def admit(self, view: View, *args: Any, resumable: bool = False, **kwargs: Any) -> Any:
+        """Run a view that spends money: rate limit, then a concurrency slot, then ``view``.
 
-def _slots_url(config: Mapping[str, Any]) -> str:
-    """``AI_SSE_MAX_STREAMS_STORAGE``, else the stream store's Redis, else memory."""
-    url = config[C.MAX_STREAMS_STORAGE]
-    if url:
-        return str(url)
-    store = config[C.STORE]
-    if isinstance(store, str) and store.startswith(("redis://", "rediss://", "unix://")):
-        return store
-    return "memory"
-
-
-def _lease(config: Mapping[str, Any]) -> float:
-    """How long a Redis slot outlives a worker that died holding it."""
-    longest = float(config[C.STREAM_TIMEOUT] or 0) or 3600.0
-    return longest + float(config[C.DISCONNECT_GRACE] or 0) + 60.0
-
-
-def _resumes() -> bool:
-    """The request names a stream to resume: it attaches (or 404s), it starts nothing."""
-    return requested_event_id() is not None
-
-
-def guard_view(ai: AISSE, view: View, *, resumable: bool = False) -> View:
-    """Wrap a route that spends money: rate limit, then a concurrency slot, then ``view``."""
-
-    @functools.wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        guards = ai.state().guards
-        if resumable and _resumes():
-            return view(*args, **kwargs)
-        if guards.rate_limit is not None:
-            guards.rate_limit.check()
-        if guards.slots is None:
-            return view(*args, **kwargs)
-        slot = guards.slots.take(client_key(ai))
+        ``view`` gets ``observers``: the slot, for the code that starts the
+        generation to hand to the engine (which releases it when the generation
+        ends). A view that started none (an ask, a resume) gives it back here.
+        """
+        if resumable and requested_event_id() is not None:
+            # A reconnect attaches to a running stream (or 404s): it starts nothing.
+            return view(*args, observers=(), **kwargs)
+        if self.rate_limit is not None:
+            self.rate_limit.check()
+        if self.slots is None:
+            return view(*args, observers=(), **kwargs)
+        slot = self.slots.take(self.client_key())
         if slot is None:
             raise TooManyStreams(
-                f"At most {guards.slots.limit} streams may be open at once; wait for one to end.",
+                f"At most {self.slots.limit} streams may be open at once; wait for one to end.",
                 retry_after=5,
             )
-        request.environ[_SLOT] = slot
         try:
-            response = view(*args, **kwargs)
+            response = view(*args, observers=(slot,), **kwargs)
         except BaseException:
             slot.release()
             raise
-        finally:
-            request.environ.pop(_SLOT, None)
-        if not slot.claimed:  # no generation started (ask, or resumed): the work is done
+        if not slot.claimed:
             slot.release()
         return response
 
-    return guarded
 
-
-def install_cors(ai: AISSE, bp: Blueprint) -> None:
+def install_cors(bp: Blueprint, guards: Callable[[], Guards]) -> None:
     """Put the app's CORS headers on every answer of ``bp``: errors and preflights too."""
 
     @bp.after_request
     def cors_headers(response: Response) -> Response:
-        policy = ai.state().guards.cors
+        policy = guards().cors
         if policy is not None:
             headers, vary = policy.headers_for(request.method, request.headers.get)
             response.headers.update(headers)

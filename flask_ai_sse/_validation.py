@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from . import constants as C
-from .chunks import ROLES, Message
+from .chunks import ROLES, ChatRequest, Message
 from .errors import ConfigurationError, ValidationError
 
 MAX_MODEL_CHARS = 200
@@ -47,65 +47,34 @@ ANY_MODEL = "*"
 class Limits:
     """Input limits, from the ``AI_SSE_MAX_*`` keys and ``AI_SSE_ALLOWED_MODELS``.
 
-    ``allowed_models`` is the set of models a client of the HTTP routes may name
-    (``None``: any). The Python API is the app's own code and is not restricted.
+    ``allowed_models`` names the models a client of the HTTP routes may ask for
+    besides the provider's own (``None``: any). The Python API is the app's own
+    code and is not restricted. The defaults are those of ``constants.DEFAULTS``.
     """
 
-    max_body_bytes: int = 256 * 1024
-    max_prompt_chars: int = 32_000
-    max_messages: int = 200
-    max_message_chars: int = 32_000
-    max_tokens: int = 1_000_000
-    allowed_models: frozenset[str] | None = None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, default_model: str) -> Limits:
-        """The limits an app's config asks for; ``default_model`` is always allowed."""
-        return cls(
-            max_body_bytes=_positive(config, C.MAX_BODY_BYTES),
-            max_prompt_chars=_positive(config, C.MAX_PROMPT_CHARS),
-            max_messages=_positive(config, C.MAX_MESSAGES),
-            max_message_chars=_positive(config, C.MAX_MESSAGE_CHARS),
-            max_tokens=_positive(config, C.MAX_TOKENS_LIMIT),
-            allowed_models=allowed_models(config.get(C.ALLOWED_MODELS), default_model),
-        )
+    max_body_bytes: int = C.DEFAULTS[C.MAX_BODY_BYTES]
+    max_prompt_chars: int = C.DEFAULTS[C.MAX_PROMPT_CHARS]
+    max_messages: int = C.DEFAULTS[C.MAX_MESSAGES]
+    max_message_chars: int = C.DEFAULTS[C.MAX_MESSAGE_CHARS]
+    max_tokens: int = C.DEFAULTS[C.MAX_TOKENS_LIMIT]
+    allowed_models: frozenset[str] | None = frozenset()
 
 
-def _positive(config: Mapping[str, Any], key: str) -> int:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{key} must be a positive integer, not {value!r}.")
-    return value
+def allowed_model_names(value: str | Iterable[str] | None) -> frozenset[str] | None:
+    """``AI_SSE_ALLOWED_MODELS`` checked: ``None`` means any model may be named.
 
-
-def allowed_models(value: str | Iterable[str] | None, default_model: str) -> frozenset[str] | None:
-    """``AI_SSE_ALLOWED_MODELS`` resolved: ``None`` means any model may be named.
-
-    Unset means only ``default_model``: a client that picks the model picks
-    what the app pays, so choosing is opt-in. ``"*"`` allows any name.
+    Unset means none but the provider's own model: a client that picks the model
+    picks what the app pays, so choosing is opt-in. ``"*"`` allows any name.
     """
     if value is None:
-        return frozenset({default_model})
+        return frozenset()
     names = [value] if isinstance(value, str) else list(value)
     if ANY_MODEL in names:
         return None
     for name in names:
         if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
             raise ConfigurationError(f"{C.ALLOWED_MODELS} has an invalid model name: {name!r}.")
-    return frozenset(names) | {default_model}
-
-
-@dataclass
-class AskParams:
-    """A validated request: what to send upstream, before history is added."""
-
-    messages: list[Message]
-    system: str | None = None
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    conversation_id: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    return frozenset(names)
 
 
 def _text(name: str, value: Any, limit: int, *, allow_empty: bool = False) -> str:
@@ -180,14 +149,15 @@ def _integer(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def _model(value: Any, allowed: frozenset[str] | None, *, restrict: bool) -> str:
+def _model(value: Any, allowed: frozenset[str] | None, default: str, *, restrict: bool) -> str:
     name = _text("model", value, MAX_MODEL_CHARS)
     if not _MODEL_NAME.fullmatch(name) or ".." in name:
         raise ValidationError(
             "'model' is not a valid model name.", type="invalid_model", field="model"
         )
-    if restrict and allowed is not None and name not in allowed:
-        listed = ", ".join(sorted(allowed)) if len(allowed) <= 10 else "see the app's settings"
+    if restrict and allowed is not None and name != default and name not in allowed:
+        names = allowed | {default}
+        listed = ", ".join(sorted(names)) if len(names) <= 10 else "see the app's settings"
         raise ValidationError(
             f"This model may not be used here (allowed: {listed}).",
             type="model_not_allowed",
@@ -206,13 +176,17 @@ def validate(
     max_tokens: Any = None,
     conversation_id: Any = None,
     limits: Limits,
+    default_model: str,
+    options: dict[str, Any] | None = None,
     require_prompt: bool = True,
     restrict_model: bool = False,
-) -> AskParams:
-    """Check one request's parameters; ``prompt`` is appended as the last user message.
+) -> ChatRequest:
+    """Check one request's parameters into the request sent upstream.
 
-    ``restrict_model`` applies ``limits.allowed_models``: the HTTP routes set it,
-    since there the model comes from a client.
+    ``prompt`` is appended as the last user message; without ``model`` the
+    request names ``default_model`` (the provider's). ``restrict_model`` applies
+    ``limits.allowed_models``: the HTTP routes set it, since there the model
+    comes from a client.
     """
     msgs = _messages(messages, limits) if messages is not None else []
     if prompt is not None:
@@ -227,13 +201,13 @@ def validate(
         if isinstance(conversation_id, int) and not isinstance(conversation_id, bool):
             conversation_id = str(conversation_id)
         conversation_id = _text("conversation_id", conversation_id, MAX_ID_CHARS)
-    return AskParams(
+    return ChatRequest(
         messages=msgs,
         system=_text("system", system, limits.max_prompt_chars) if system is not None else None,
         model=(
-            _model(model, limits.allowed_models, restrict=restrict_model)
+            _model(model, limits.allowed_models, default_model, restrict=restrict_model)
             if model is not None
-            else None
+            else default_model
         ),
         temperature=_number("temperature", temperature, 0, 2) if temperature is not None else None,
         max_tokens=(
@@ -242,6 +216,7 @@ def validate(
             else None
         ),
         conversation_id=conversation_id,
+        options=dict(options or {}),
     )
 
 
@@ -259,12 +234,12 @@ BODY_FIELDS = (
 QUERY_FIELDS = ("prompt", "system", "model", "temperature", "max_tokens", "conversation_id")
 
 
-def validate_body(body: Any, limits: Limits) -> AskParams:
+def validate_body(body: Any, limits: Limits, default_model: str) -> ChatRequest:
     """Check a decoded JSON body (``POST /stream`` and ``POST /ask``)."""
     if not isinstance(body, Mapping):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
     fields: dict[str, Any] = {k: body.get(k) for k in BODY_FIELDS}
-    return validate(limits=limits, restrict_model=True, **fields)
+    return validate(limits=limits, default_model=default_model, restrict_model=True, **fields)
 
 
 def _query_number(name: str, raw: str, pattern: re.Pattern[str]) -> str:
@@ -274,7 +249,7 @@ def _query_number(name: str, raw: str, pattern: re.Pattern[str]) -> str:
     return raw
 
 
-def validate_query(args: Any, limits: Limits) -> AskParams:
+def validate_query(args: Any, limits: Limits, default_model: str) -> ChatRequest:
     """Check query parameters (``GET /stream``, for ``EventSource``): numbers arrive as text.
 
     ``args`` is a mapping, or a multi-dict (werkzeug's ``request.args``), where a
@@ -292,6 +267,7 @@ def validate_query(args: Any, limits: Limits) -> AskParams:
     temperature, max_tokens = values["temperature"], values["max_tokens"]
     return validate(
         limits=limits,
+        default_model=default_model,
         restrict_model=True,
         prompt=values["prompt"],
         system=values["system"],

@@ -2,7 +2,7 @@
 
 A slot is taken before the upstream request opens and given back when the
 generation ends, however it ends (done, error, cancel, disconnect, timeout):
-:mod:`flask_ai_sse.guards` hooks the engine's ``Observer.finished`` for that,
+the slot is an engine observer (``Observer.finished`` releases it) for that,
 not the reader's close, because a generation outlives its readers during the
 disconnect grace.
 
@@ -24,8 +24,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ._redis_client import SCHEMES, RedisOptions, connect, translated
 from .errors import ConfigurationError, StoreError
-from .redis_client import SCHEMES, RedisOptions, connect, translated
 
 __all__ = ["MemorySlots", "RedisSlots", "Slot", "Slots", "create_slots"]
 
@@ -58,7 +58,12 @@ class Slots(abc.ABC):
 
 @dataclass(eq=False)
 class Slot:
-    """One taken slot. :meth:`release` is idempotent and never raises."""
+    """One taken slot. :meth:`release` is idempotent and never raises.
+
+    A slot is also an engine observer: handed to the code that starts a
+    generation, it is claimed when the generation starts and released when it
+    ends, however it ends.
+    """
 
     slots: Slots
     key: str
@@ -76,6 +81,17 @@ class Slot:
         except StoreError:
             # The Redis lease frees it later; a failed release must not break a stream's end.
             logger.warning("could not release a stream slot of %r", self.key, exc_info=True)
+
+    # -- engine observer -------------------------------------------------------------
+
+    def started(self, generation: object) -> None:
+        self.claimed = True
+
+    def chunk(self, generation: object, chunk: object) -> None:
+        """Nothing per chunk."""
+
+    def finished(self, generation: object) -> None:
+        self.release()
 
 
 class MemorySlots(Slots):

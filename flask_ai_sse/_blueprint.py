@@ -3,17 +3,18 @@ parse, validate, hand over to the extension."""
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .context import requested_event_id
-from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
-from .guards import guard_view, install_cors
-from .validation import Limits, validate_body, validate_query
+from ._guards import Guards, install_cors
+from ._request import read_json_body, requested_event_id
+from ._validation import validate_body, validate_query
+from .engine import Observer
+from .errors import NotFound
 
 if TYPE_CHECKING:
     from .extension import AISSE
@@ -21,28 +22,23 @@ if TYPE_CHECKING:
 View = Callable[..., Any]
 
 
-def read_json_body(limits: Limits) -> Any:
-    """The request's JSON body, or a 4xx error: too large, not JSON, empty, malformed."""
-    length = request.content_length
-    if length is not None and length > limits.max_body_bytes:
-        raise PayloadTooLarge(f"The request body is larger than {limits.max_body_bytes} bytes.")
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType()
-    raw = request.stream.read(limits.max_body_bytes + 1)
-    if len(raw) > limits.max_body_bytes:
-        raise PayloadTooLarge(f"The request body is larger than {limits.max_body_bytes} bytes.")
-    if not raw.strip():
-        raise ValidationError("The request body is empty; send a JSON object.", type="missing_body")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ValidationError("The request body is not valid JSON.", type="invalid_json") from None
-
-
 def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint:
     """The blueprint of routes for ``ai``; ``decorators`` wrap every view (e.g. login)."""
     bp = Blueprint("ai_sse", __name__)
-    install_cors(ai, bp)
+
+    def guards() -> Guards:
+        return ai.state().guards
+
+    install_cors(bp, guards)
+
+    def admitted(view: View, resumable: bool) -> View:
+        """``view`` behind the app's guards, which hand it the ``observers`` to start with."""
+
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return guards().admit(view, *args, resumable=resumable, **kwargs)
+
+        return guarded
 
     def route(
         rule: str, methods: list[str], *, spends: bool = False, resumable: bool = False
@@ -50,7 +46,7 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         """``spends``: the view starts a generation, so the rate limit and cap apply."""
 
         def register(view: View) -> View:
-            wrapped = guard_view(ai, view, resumable=resumable) if spends else view
+            wrapped = admitted(view, resumable) if spends else view
             for decorator in reversed(decorators):
                 wrapped = decorator(wrapped)
             bp.add_url_rule(rule, view.__name__, wrapped, methods=methods)
@@ -59,13 +55,17 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         return register
 
     @route("/stream", ["POST"], spends=True, resumable=True)
-    def stream_post() -> Response:
-        limits = ai.state().limits
-        return ai.serve(validate_body(read_json_body(limits), limits))
+    def stream_post(observers: Sequence[Observer]) -> Response:
+        state = ai.state()
+        limits = state.settings.limits
+        chat = validate_body(read_json_body(limits), limits, state.provider.model)
+        return ai.serve(chat, observers=observers, state=state)
 
     @route("/stream", ["GET"], spends=True, resumable=True)
-    def stream_get() -> Response:
-        return ai.serve(validate_query(request.args, ai.state().limits))
+    def stream_get(observers: Sequence[Observer]) -> Response:
+        state = ai.state()
+        chat = validate_query(request.args, state.settings.limits, state.provider.model)
+        return ai.serve(chat, observers=observers, state=state)
 
     @route("/streams/<stream_id>", ["GET"])
     def stream_attach(stream_id: str) -> Response:
@@ -80,14 +80,19 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         return jsonify({"stream_id": stream_id, "cancelled": True}), 202
 
     @route("/ask", ["POST"], spends=True)
-    def ask() -> Response:
-        limits = ai.state().limits
-        return jsonify(ai.complete(validate_body(read_json_body(limits), limits)).to_dict())
+    def ask(observers: Sequence[Observer]) -> Response:
+        state = ai.state()
+        limits = state.settings.limits
+        chat = validate_body(read_json_body(limits), limits, state.provider.model)
+        return jsonify(ai.complete(chat, state=state).to_dict())
 
-    if ai.db is not None:
-        from .persistence.routes import add_conversation_routes
-
-        add_conversation_routes(route, ai)
+    if ai._persistence is not None:
+        ai._persistence.add_routes(
+            route,
+            store=lambda: ai.conversations,
+            owner=ai.current_owner,
+            limits=lambda: ai.state().settings.limits,
+        )
 
     @bp.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigurationError, StoreError
 
@@ -30,7 +31,6 @@ __all__ = [
     "RedisOptions",
     "connect",
     "limiter_storage_options",
-    "options_from_config",
     "redis_errors",
     "translated",
 ]
@@ -123,8 +123,6 @@ def connect(
 
 def _sentinel_client(url: str, options: RedisOptions, connection: dict[str, Any]) -> Any:
     """A client of the master the Sentinels in ``url`` name, on a blocking pool."""
-    from urllib.parse import unquote, urlsplit
-
     from redis import BlockingConnectionPool
     from redis.sentinel import Sentinel, SentinelConnectionPool
 
@@ -154,19 +152,6 @@ def _sentinel_client(url: str, options: RedisOptions, connection: dict[str, Any]
         username=unquote(username) or None,
         password=unquote(password) or None,
         **connection,
-    )
-
-
-def options_from_config(config: Mapping[str, Any]) -> RedisOptions:
-    """The pools' options from ``AI_SSE_REDIS_*`` (read once, in ``init_app``)."""
-    from . import constants as C
-
-    timeout = float(config[C.REDIS_TIMEOUT])
-    return RedisOptions(
-        socket_timeout=timeout,
-        connect_timeout=timeout,
-        max_connections=int(config[C.REDIS_MAX_CONNECTIONS]),
-        pool_timeout=float(config[C.REDIS_POOL_TIMEOUT]),
     )
 
 

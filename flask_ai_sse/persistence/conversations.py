@@ -1,46 +1,37 @@
-"""Conversations and messages in the database: every call is one short transaction.
-
-Under gunicorn's gevent worker hundreds of streams share one connection pool,
-so nothing here keeps a session or a connection between calls: each write
-takes a fresh session from the app's own session factory (never the
-request-scoped ``db.session``, whose pending changes belong to the app),
-commits and gives the connection back. A :class:`MessageStream` writes its
-partial text in such transactions at an interval, by time and by chunks.
-"""
+"""Conversations and messages in the database: every call is one short transaction
+(see :mod:`._database`); a streaming answer is written by a :class:`MessageStream`."""
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import enum
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from flask import Flask, current_app, has_app_context
 
+from .._settings import PersistenceSettings
+from .._turn import Turn
+from ..chunks import ChatRequest
 from ..chunks import Message as ChatMessage
-from ..errors import AISSEError, NotFound, ValidationError
+from ..engine import Engine
+from ..errors import NotFound, ValidationError
+from ._database import Database
 from .history import HistoryBudget, trim_history
+from .messages import MessageStream, MessageWriter
 from .models import ConversationMixin, MessageMixin, Models, utcnow
+from .turns import StoredTurn
 
 if TYPE_CHECKING:
-    from flask_sqlalchemy import SQLAlchemy
     from sqlalchemy.orm import Session
 
 logger = logging.getLogger("flask_ai_sse")
 
 ROLES = ("system", "user", "assistant")
 TITLE_CHARS = 80
-#: How old a ``streaming`` message must be to count as interrupted when the
-#: stream timeout is off (0): no live stream goes a day without a write.
-UNBOUNDED_RECONCILE_AFTER = 86_400.0
 
 
 class _Owner(enum.Enum):
@@ -52,74 +43,6 @@ CURRENT_OWNER = _Owner.CURRENT
 OwnerArg = str | None | _Owner
 
 
-@dataclass(frozen=True)
-class PersistSettings:
-    """How often partial text is written, how much history goes upstream, reconciliation."""
-
-    interval: float = 1.0
-    every: int = 20
-    budget: HistoryBudget = field(default_factory=HistoryBudget)
-    #: Seconds after its last write that a ``streaming`` message counts as interrupted.
-    reconcile_after: float = 600.0
-
-
-class Database:
-    """Short transactions on one app's database, from any thread or greenlet."""
-
-    def __init__(self, app: Flask, db: SQLAlchemy, *, sqlite_wal: bool = True) -> None:
-        self.app = app
-        self.db = db
-        self._tune_sqlite = sqlite_wal
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A fresh session in a transaction, committed on exit and closed either way.
-
-        The producer greenlet has no app context, and Flask-SQLAlchemy finds its
-        engine through ``current_app``, so one is pushed when missing.
-        """
-        with self._app_context():
-            if self._tune_sqlite:
-                self._use_wal()
-            session = self.db.session.session_factory(expire_on_commit=False)
-            with session, session.begin():
-                yield session
-
-    def _use_wal(self) -> None:
-        """Put a SQLite file in WAL mode with ``synchronous=NORMAL``, once.
-
-        In its default mode every commit fsyncs (milliseconds each), and SQLite
-        blocks the whole gevent worker while it does: hundreds of streams writing
-        partial text would stall every other one. Engines already pooling
-        connections are disposed, so that every connection gets the pragmas.
-        """
-        with self._lock:
-            if not self._tune_sqlite:
-                return
-            self._tune_sqlite = False
-            engine = self.db.engine
-            if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-                return
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            engine.dispose()
-
-    @contextmanager
-    def _app_context(self) -> Iterator[None]:
-        if has_app_context() and current_app._get_current_object() is self.app:  # type: ignore[attr-defined]
-            yield
-        else:
-            with self.app.app_context():
-                yield
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 def _title(messages: Sequence[ChatMessage]) -> str | None:
     """A conversation's default title: the start of its first user message."""
     text = next((m["content"] for m in messages if m["role"] == "user"), "")
@@ -127,13 +50,6 @@ def _title(messages: Sequence[ChatMessage]) -> str | None:
     if not text:
         return None
     return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-def error_meta(error: BaseException) -> dict[str, Any]:
-    """An error as stored in ``meta``: the library's public type and message, nothing internal."""
-    if not isinstance(error, AISSEError):
-        error = AISSEError()
-    return cast(dict[str, Any], error.to_dict()["error"])
 
 
 class ConversationStore:
@@ -148,12 +64,18 @@ class ConversationStore:
         self,
         database: Database,
         models: Models,
-        settings: PersistSettings,
+        settings: PersistenceSettings,
         current_owner: Callable[[], str | None],
     ) -> None:
         self.database = database
         self.models = models
         self.settings = settings
+        self.budget = HistoryBudget(
+            max_messages=settings.history_max_messages,
+            max_chars=settings.history_max_chars,
+            max_tokens=settings.history_max_tokens,
+        )
+        self._writer = MessageWriter(database, models)
         self._current_owner = current_owner
 
     @property
@@ -335,8 +257,15 @@ class ConversationStore:
                 conversation.title = _title(new)
             conversation.updated_at = answer.created_at
             session.flush()
-        stream = MessageStream(self, answer.id, conversation_id, answer.meta)
-        return stream, trim_history(earlier, new, self.settings.budget)
+        stream = MessageStream(
+            self._writer,
+            answer.id,
+            conversation_id,
+            answer.meta,
+            interval=self.settings.interval,
+            every=self.settings.every,
+        )
+        return stream, trim_history(earlier, new, self.budget)
 
     def history(
         self,
@@ -349,7 +278,7 @@ class ConversationStore:
         with self.database.transaction() as session:
             self._get(session, conversation_id, self._owner(owner))
             earlier = self._history(session, conversation_id)
-        return trim_history(earlier, new, self.settings.budget)
+        return trim_history(earlier, new, self.budget)
 
     def _history(self, session: Session, conversation_id: str) -> builtins.list[ChatMessage]:
         """Earlier messages worth sending: ended, not empty; all system ones, the newest others."""
@@ -359,36 +288,36 @@ class ConversationStore:
         )
         system = session.execute(usable.where(M.role == "system").order_by(M.id)).all()
         others = usable.where(M.role != "system").order_by(M.id.desc())
-        if self.settings.budget.max_messages:
-            others = others.limit(self.settings.budget.max_messages)
+        if self.budget.max_messages:
+            others = others.limit(self.budget.max_messages)
         rows = [*system, *reversed(session.execute(others).all())]
         return [cast(ChatMessage, {"role": role, "content": content}) for role, content in rows]
 
-    # -- writes of a streaming message ----------------------------------------------
+    def begin_turn(
+        self,
+        request: ChatRequest,
+        *,
+        owner: str | None,
+        provider: str,
+        meta: Mapping[str, Any],
+    ) -> Turn:
+        """Store a turn of ``request.conversation_id`` before the upstream call.
 
-    def _write_partial(self, message_id: int, content: str) -> bool:
-        M = self.Message
-        with self.database.transaction() as session:
-            result = session.execute(
-                sa.update(M)
-                .where(M.id == message_id, M.status == "streaming")
-                .values(content=content, updated_at=utcnow())
-            )
-        return bool(cast("sa.CursorResult[Any]", result).rowcount)
-
-    def _write_end(
-        self, message_id: int, conversation_id: str, status: str, content: str, meta: dict[str, Any]
-    ) -> bool:
-        M, C = self.Message, self.Conversation
-        now = utcnow()
-        with self.database.transaction() as session:
-            result = session.execute(
-                sa.update(M)
-                .where(M.id == message_id, M.status == "streaming")
-                .values(status=status, content=content, meta=meta, updated_at=now)
-            )
-            session.execute(sa.update(C).where(C.id == conversation_id).values(updated_at=now))
-        return bool(cast("sa.CursorResult[Any]", result).rowcount)
+        The user's new messages and a ``streaming`` answer are stored in one
+        transaction (the owner checked); the request going upstream carries the
+        conversation's history, and the turn's observer writes the answer.
+        """
+        assert request.conversation_id is not None
+        stream_id = Engine.new_stream_id()
+        message, context = self.start_turn(
+            request.conversation_id,
+            request.messages,
+            meta={**meta, "stream_id": stream_id, "model": request.model, "provider": provider},
+            owner=owner,
+        )
+        return StoredTurn(
+            dataclasses.replace(request, messages=context), message, stream_id=stream_id
+        )
 
     # -- crash safety -------------------------------------------------------------
 
@@ -468,131 +397,3 @@ def _mark_interrupted(session: Session, M: Any, message_id: Any, meta: Any, now:
         .values(status="failed", meta=meta, updated_at=now)
     )
     return int(cast("sa.CursorResult[Any]", result).rowcount)
-
-
-class MessageStream:
-    """A message written piece by piece: :meth:`append`, then :meth:`complete`,
-    :meth:`fail` or :meth:`cancel`.
-
-    The partial text is written every ``AI_SSE_PERSIST_INTERVAL`` seconds or
-    ``AI_SSE_PERSIST_EVERY`` appends, whichever comes first, each in its own
-    short transaction. As a context manager it completes on a normal exit and
-    fails on an exception.
-    """
-
-    def __init__(
-        self,
-        store: ConversationStore,
-        message_id: int,
-        conversation_id: str,
-        meta: Mapping[str, Any] | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
-        self.id = message_id
-        self.conversation_id = conversation_id
-        self.meta: dict[str, Any] = dict(meta or {})
-        self.status = "streaming"
-        self.interval = store.settings.interval
-        self.every = store.settings.every
-        self._clock = clock
-        self._parts: list[str] = []
-        self._chunks = 0
-        self._written_chunks = 0
-        self._started = clock()
-        self._first: float | None = None
-        self._last_write = self._started
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    def append(self, text: str, *, flush: bool = True) -> None:
-        """Add text; write the partial text when the interval or chunk count says so.
-
-        ``flush=False`` only buffers it (the end write will store it).
-        """
-        if self.status != "streaming":
-            raise RuntimeError(f"message {self.id} already ended ({self.status})")
-        if not text:
-            return
-        now = self._clock()
-        self._parts.append(text)
-        self._chunks += 1
-        if self._first is None:
-            self._first = now
-        if flush and (
-            (self.every and self._chunks - self._written_chunks >= self.every)
-            or (self.interval and now - self._last_write >= self.interval)
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the partial text now (when there is anything new)."""
-        if self._chunks == self._written_chunks or self.status != "streaming":
-            return
-        # Counted before the write: a failing database is retried at the next
-        # interval, not on every chunk of the stream.
-        self._last_write = self._clock()
-        self._written_chunks = self._chunks
-        self.store._write_partial(self.id, self.text)
-
-    def stats(self) -> dict[str, Any]:
-        """The stream figures of ``meta``, as measured by this object."""
-        now = self._clock()
-        return {
-            "stream_chunks": self._chunks,
-            "stream_duration": round(now - self._started, 4),
-            "time_to_first_token": (
-                round(self._first - self._started, 4) if self._first is not None else None
-            ),
-        }
-
-    def complete(self, *, meta: Mapping[str, Any] | None = None) -> bool:
-        """End as ``completed``; ``meta`` adds to (or overrides) the stored metadata."""
-        return self._end("completed", {"finish_reason": "stop", **(meta or {})})
-
-    def fail(
-        self,
-        reason: str = "error",
-        *,
-        error: BaseException | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> bool:
-        """End as ``failed`` keeping the partial text; ``reason`` and the error go in ``meta``."""
-        extra: dict[str, Any] = {"finish_reason": "error", "reason": reason}
-        if error is not None:
-            extra["error"] = error_meta(error)
-        return self._end("failed", {**extra, **(meta or {})})
-
-    def cancel(self, reason: str = "cancelled", *, meta: Mapping[str, Any] | None = None) -> bool:
-        """End as ``cancelled`` (stopped by the user, or nobody listened) keeping the text."""
-        return self._end(
-            "cancelled", {"finish_reason": "cancelled", "reason": reason, **(meta or {})}
-        )
-
-    def _end(self, status: str, extra: dict[str, Any]) -> bool:
-        """Write the end state once; False when it had ended already (here or reconciled)."""
-        if self.status != "streaming":
-            return False
-        self.status = status
-        base = {"model": None, "provider": None, "finish_reason": None, "usage": None}
-        self.meta = {**base, **self.stats(), **self.meta, **extra}
-        return self.store._write_end(self.id, self.conversation_id, status, self.text, self.meta)
-
-    def __enter__(self) -> MessageStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.complete()
-        elif isinstance(exc, GeneratorExit | KeyboardInterrupt):
-            self.cancel()
-        else:
-            self.fail(error=exc)
