@@ -25,7 +25,7 @@ from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
 from tests.apps.persist_app import SLOW_TEXT, create_app
 
 from ..helpers import require_postgres
-from ..persistence.test_server import APP, call, create
+from ..persistence.test_server import APP, call
 from .test_store_faults import worker_pids
 
 pytestmark = [pytest.mark.server, pytest.mark.redis, pytest.mark.postgres]
@@ -36,6 +36,13 @@ STREAMS = 200
 #: of 2 s) and a check, plus a margin for a loaded machine.
 BOUND = 60.0
 OWNER = {"X-Owner": "alice"}
+
+
+def create(server: Any) -> str:
+    """A conversation, with room for a loaded machine (200 of them are made at once)."""
+    resp = requests.post(f"{server.url}/ai/conversations", json={}, headers=OWNER, timeout=60)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
 
 
 class Client:
@@ -121,7 +128,7 @@ def test_chaos_every_client_ends_once_with_a_prefix_of_its_answer(gunicorn_serve
             gunicorn_server(settings, app=APP, extra_args=["--worker-connections", "2000"])
             for _ in range(2)
         ]
-        with ThreadPoolExecutor(max_workers=20) as pool:
+        with ThreadPoolExecutor(max_workers=10) as pool:
             cids = list(pool.map(lambda n: create(servers[n % 2]), range(STREAMS)))
         clients = [Client(servers, n % 2, cid) for n, cid in enumerate(cids)]
         threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
