@@ -180,7 +180,7 @@ def test_a_new_stream_gets_its_503_in_seconds_and_never_reaches_the_provider(
             redis_server.resume()
         assert resp.status_code == 503
         assert resp.json()["error"]["type"] == "store_unavailable"
-        assert elapsed < 4  # AI_SSE_REDIS_TIMEOUT 0.5 s, one retry
+        assert elapsed < 6  # AI_SSE_REDIS_TIMEOUT 0.5 s, one retry; room for a loaded machine
         assert mock.requests == []
 
 
