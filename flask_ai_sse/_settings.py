@@ -22,6 +22,7 @@ from ._redis_client import RedisOptions
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
+from .protocols import PROTOCOLS
 from .providers.base import ProviderConfig
 
 
@@ -91,6 +92,8 @@ class Settings:
     persistence: PersistenceSettings
     url_prefix: str
     register_blueprint: bool
+    #: The wire protocol of streams whose request does not choose one.
+    protocol: str
 
 
 #: How old a ``streaming`` message must be to count as interrupted when the stream
@@ -223,6 +226,7 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         persistence=_persistence(r, engine),
         url_prefix=r.required_text(C.URL_PREFIX),
         register_blueprint=r.flag(C.REGISTER_BLUEPRINT),
+        protocol=r.choice(C.PROTOCOL, tuple(PROTOCOLS)),
     )
 
 
@@ -301,3 +305,9 @@ def read_table_prefix(config: MutableMapping[str, Any] | None, override: str | N
     return _Reader({} if config is None else config, {C.TABLE_PREFIX: override}).required_text(
         C.TABLE_PREFIX
     )
+
+
+def read_provider(config: MutableMapping[str, Any], name: str) -> ProviderConfig:
+    """Settings for provider ``name`` as a fallback entry reads them: the app's timeouts,
+    not the primary provider's model, key or URL (e.g. ``flask ai-sse ask --provider``)."""
+    return _provider(_Reader(config, {}), {"provider": name})

@@ -45,6 +45,7 @@ STORE_OUTAGE_BUDGET: Final = "AI_SSE_STORE_OUTAGE_BUDGET"
 REDIS_TIMEOUT: Final = "AI_SSE_REDIS_TIMEOUT"
 REDIS_MAX_CONNECTIONS: Final = "AI_SSE_REDIS_MAX_CONNECTIONS"
 REDIS_POOL_TIMEOUT: Final = "AI_SSE_REDIS_POOL_TIMEOUT"
+PROTOCOL: Final = "AI_SSE_PROTOCOL"
 
 # -- HTTP --------------------------------------------------------------------------------
 URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
@@ -112,6 +113,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     FLUSH_INTERVAL: 0.0,
     PROGRESS_EVERY: 0,
     SENTENCE_MODE: False,
+    PROTOCOL: "default",
     # HTTP
     URL_PREFIX: "/ai",
     REGISTER_BLUEPRINT: True,

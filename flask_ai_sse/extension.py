@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, has_request_context
 
 from . import constants as C
 from ._blueprint import create_blueprint
+from ._cli import cli_group
 from ._deployment import check_at_first_request
 from ._guards import Guards
 from ._request import client_key, once_per_request, requested_event_id
@@ -28,6 +29,7 @@ from ._validation import validate
 from .chunks import Answer, ChatRequest, Chunk, Message
 from .engine import Engine, Generation, Observer, create_store
 from .errors import AISSEError, ValidationError
+from .protocols import PROTOCOLS
 from .providers import Provider, build_provider
 from .providers.base import ChunkStream
 from .task import Task
@@ -176,6 +178,7 @@ class AISSE:
         )
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
+        cli_group(app)  # flask ai-sse ask / check (persistence added reconcile)
         if settings.register_blueprint:
             app.register_blueprint(self.create_blueprint(), url_prefix=settings.url_prefix)
 
@@ -255,9 +258,13 @@ class AISSE:
         temperature: float | None = None,
         max_tokens: int | None = None,
         conversation: Any = None,
+        protocol: str | None = None,
         **options: Any,
     ) -> Response:
         """Stream an answer as an SSE response (the wire format: docs/wire.rst).
+
+        ``protocol``: ``default``, ``vercel`` or ``openai`` (default: ``AI_SSE_PROTOCOL``;
+        see docs/frontends.rst).
 
         A request carrying a ``Last-Event-ID`` of a live stream (a browser
         ``EventSource`` reconnecting) resumes that stream instead of starting a
@@ -280,7 +287,7 @@ class AISSE:
             conversation_id=conversation_id,
             options=options,
         )
-        return self.serve(request, state=state)
+        return self.serve(request, state=state, protocol=protocol)
 
     def serve(
         self,
@@ -288,20 +295,38 @@ class AISSE:
         *,
         observers: Sequence[Observer] = (),
         state: AppState | None = None,
+        protocol: str | None = None,
+        protocol_options: Mapping[str, Any] | None = None,
     ) -> Response:
         """Resume the stream the request's ``Last-Event-ID`` names, or start a new one.
 
         ``observers`` follow the generation (e.g. a concurrency slot to free at its end).
+        ``protocol`` is the wire format (``protocol_options`` go to its encoder).
         """
         state = state or self.state()
+        protocol = protocol or state.settings.protocol
         if has_request_context():
             resumed = requested_event_id()
             if resumed is not None:
                 # A reconnect to a stream that is gone is a 404: no second generation.
-                return self.attach(*resumed)
+                return self.attach(*resumed, protocol=protocol, protocol_options=protocol_options)
         owner = self.current_owner()
         generation = self.start_generation(request, owner=owner, observers=observers, state=state)
-        return sse_response(state.engine.follow(generation.stream_id))
+        return self.follow_response(generation, protocol, protocol_options, state=state)
+
+    def follow_response(
+        self,
+        generation: Generation,
+        protocol: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        state: AppState | None = None,
+    ) -> Response:
+        """The response that follows a generation just started, in ``protocol``."""
+        state = state or self.state()
+        options = {"created": generation.meta.get("created", 0), **(options or {})}
+        reader = state.engine.follow(generation.stream_id, protocol=protocol, options=options)
+        return sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def start_generation(
         self,
@@ -354,15 +379,27 @@ class AISSE:
             turn.failed(exc)
             raise
 
-    def attach(self, stream_id: str, after: int = 0) -> Response:
-        """Follow a running or recently finished stream, replaying events after ``after``.
+    def attach(
+        self,
+        stream_id: str,
+        after: int = 0,
+        *,
+        protocol: str | None = None,
+        protocol_options: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """Follow a running or recently finished stream, replaying events after ``after``,
+        in ``protocol`` (default: ``AI_SSE_PROTOCOL``).
 
         Only the stream's owner (see :meth:`authorize`) may; others get a 404.
         """
         state = self.state()
         # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
         owner = self.current_owner()
-        return sse_response(state.engine.reader(stream_id, after, owner=owner))
+        protocol = protocol or state.settings.protocol
+        reader = state.engine.reader(
+            stream_id, after, owner=owner, protocol=protocol, options=dict(protocol_options or {})
+        )
+        return sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""

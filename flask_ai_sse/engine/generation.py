@@ -2,8 +2,9 @@
 
 A :class:`Generation` iterates its provider's :class:`ChunkStream` in its own
 greenlet under gunicorn's gevent worker, or thread elsewhere (see :mod:`.spawn`;
-the library never patches anything itself), and appends encoded events to the
-stream log. Clients only ever read the log, so a client that
+the library never patches anything itself), and appends its events to the
+stream log as protocol-neutral events (:mod:`.protocol`); each reader encodes them
+for its own wire protocol. Clients only ever read the log, so a client that
 leaves, returns or is joined by others changes nothing here.
 
 Stopping: :meth:`Generation.abort` records why and calls the chunk stream's
@@ -31,7 +32,7 @@ from ..chunks import AnswerBuilder, Chunk
 from ..errors import AISSEError, StoreError, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
-from .protocol import DONE, encode_chunk, encode_event
+from .protocol import END, entry_for_chunk, pack
 from .spawn import spawn
 from .store import StreamLost, StreamStore
 
@@ -106,8 +107,9 @@ class Generation:
         self.store.watch(self.stream_id, self._on_signal)
         try:
             self._notify("started")
-            start = encode_event(self.stream_id, self._next(), self.start_data, "start")
-            self.store.append(self.stream_id, [start])  # a failure here is the client's 503
+            self.seq += 1
+            # A failure here is the client's 503.
+            self.store.append(self.stream_id, [pack("start", self.start_data)])
         except BaseException:
             self.store.unwatch(self.stream_id)  # no heartbeat for a stream that never ran
             raise
@@ -144,7 +146,7 @@ class Generation:
             self._finish()
 
     def _pump(self) -> None:
-        stream_id, answer = self.stream_id, self.answer
+        answer = self.answer
         for chunk in self.chunks:
             if self.abort_reason is not None:
                 return
@@ -156,7 +158,7 @@ class Generation:
                 chunk = Chunk.delta(self.sentences.push(chunk.text))
                 if not chunk.text:
                     continue
-            entry = encode_chunk(stream_id, self.seq + 1, chunk)
+            entry = entry_for_chunk(chunk)
             if entry is None:
                 continue
             if self.first_token_at is None:
@@ -164,7 +166,8 @@ class Generation:
             self.seq += 1
             entries = [entry]
             if self.progress_every and answer.chunks % self.progress_every == 0:
-                entries.append(encode_event(stream_id, self._next(), self.progress(), "progress"))
+                self.seq += 1
+                entries.append(pack("progress", self.progress()))
             self._append(entries)
 
     def _append(self, entries: list[bytes]) -> None:
@@ -205,7 +208,8 @@ class Generation:
         entries: list[bytes] = []
         rest = self.sentences.flush() if self.sentences is not None else ""
         if rest:  # whatever ends the stream, no text it produced is withheld
-            entries.append(encode_event(self.stream_id, self._next(), {"content": rest}))
+            self.seq += 1
+            entries.append(pack("text", {"content": rest}))
         reason = self.abort_reason
         if reason == "timeout":
             self.error = StreamTimeout()
@@ -214,20 +218,18 @@ class Generation:
             self.status = "cancelled"
         if self.error is not None:
             self.status = "failed"
-            entries.append(
-                encode_event(self.stream_id, self._next(), self.error.to_dict(), "error")
-            )
+            entries.append(pack("error", self.error.to_dict()))
         else:
             if self.status == "streaming":
                 self.status = "completed"
-            entries.append(encode_event(self.stream_id, self._next(), self.summary(), "done"))
+            entries.append(pack("done", self.summary()))
+        self.seq += 2  # the terminal event, then the end ([DONE] in every protocol, no id)
         self.ended_at = time.monotonic()
-        self.seq += 1  # the [DONE] line has no id but takes a place in the log
         # Observers (the stored message, concurrency slots) settle before any client sees
         # the end, so a client acting on [DONE] finds the final state.
         self._notify("finished")
         try:
-            self._append_final([*entries, DONE])
+            self._append_final([*entries, END])
         except AISSEError:  # the store failed: its readers get the error from it, not from us
             logger.warning("could not write the end of stream %s", self.stream_id)
         finally:
@@ -237,10 +239,6 @@ class Generation:
                 self._on_done(self)
 
     # -- data -----------------------------------------------------------------
-
-    def _next(self) -> int:
-        self.seq += 1
-        return self.seq
 
     @property
     def finish_reason(self) -> str | None:

@@ -6,19 +6,23 @@ that never started skips its ``finally``). A keepalive comment goes out after
 ``keepalive`` seconds of silence; since a WSGI app only learns of a disconnect
 when a write fails, keepalives are also the disconnect probe.
 
+With an ``encoder`` (a :class:`~flask_ai_sse.protocols.Encoder`), the log holds
+neutral events and this reader sends them in the encoder's protocol; without
+one, the log holds bytes that are sent as they are (custom streams).
+
 A store that fails (Redis stalled or restarting) does not end the response at
 once: keepalives go on while it fails for less than ``outage_budget`` seconds,
 and the reader picks up where it was when the store answers again. Past the
-budget the response ends with one ``event: error`` (``store_unavailable``) and
-``[DONE]``.
+budget the response ends with one error (``store_unavailable``) and ``[DONE]``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import AISSEError, NotFound, StoreError
+from ..protocols import Encoder
 from ..sse import DONE, encode
 from .store import ReadResult
 
@@ -39,6 +43,7 @@ class StreamReader(Iterator[bytes]):
         flush_interval: float = 0.0,
         on_close: Callable[[], None] | None = None,
         event_id: Callable[[int], str] | None = None,
+        encoder: Encoder | None = None,
         outage_budget: float = 0.0,
     ) -> None:
         self._outage_budget = outage_budget
@@ -52,6 +57,9 @@ class StreamReader(Iterator[bytes]):
         self._flush_interval = flush_interval
         self._on_close = on_close
         self._event_id = event_id
+        self._encoder = encoder
+        # A stateful protocol resuming mid-stream first learns what was sent before.
+        self._prime = encoder is not None and encoder.stateful and after > 0
         self.finished = False
         self.closed = False
 
@@ -95,11 +103,16 @@ class StreamReader(Iterator[bytes]):
     def _error(self, exc: AISSEError) -> bytes:
         """End the response with ``exc``; the id repeats the last one sent: resume stays exact."""
         self.finished = True
+        if self._encoder is not None:
+            return self._encoder.failure(self._after, exc.to_dict())
         event_id = self._event_id(self._after) if self._event_id else None
         return encode(exc.to_dict(), event="error", id=event_id) + DONE
 
     def _take_once(self, timeout: float) -> bytes:
+        first = self._after + 1
         try:
+            if self._prime:
+                self._prime_encoder()
             result = self._read(self._after, timeout)
             if result is None:  # expired under us: end the response rather than hang
                 raise NotFound("The stream expired.")
@@ -118,7 +131,21 @@ class StreamReader(Iterator[bytes]):
         self._after += len(entries)
         if final:
             self.finished = True
-        return b"".join(entries)
+        return self._encode(first, entries)
+
+    def _encode(self, first: int, entries: Sequence[bytes]) -> bytes:
+        if self._encoder is None:
+            return b"".join(entries)
+        return self._encoder.encode(first, entries) if entries else b""
+
+    def _prime_encoder(self) -> None:
+        """Feed the events before the resume point to the encoder, sending nothing."""
+        assert self._encoder is not None
+        result = self._read(0, 0.0)  # a store failure here is retried at the next read
+        if result is None:
+            raise NotFound("The stream expired.")
+        self._encoder.skip(1, result[0][: self._after])
+        self._prime = False
 
     def close(self) -> None:
         if not self.closed:

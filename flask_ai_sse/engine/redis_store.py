@@ -49,8 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._redis_client import RedisOptions, connect, redis_errors, translated
 from ..errors import ConfigurationError, StoreError, StreamGapError, StreamInterrupted
-from ..sse import DONE
-from .protocol import encode_event
+from .protocol import END, pack
 from .spawn import spawn
 from .store import ReadResult, SignalHandler, StreamLog, StreamLost, StreamStore
 
@@ -139,9 +138,8 @@ end
 return 0
 """
 
-#: KEYS: log, meta. ARGV: lapse ms, ttl ms, error event head, error event tail, [DONE].
-#: A running stream whose producer stopped beating gets its end written here, once:
-#: ``<head><seq><tail>`` is the ``error`` event with the next sequence number.
+#: KEYS: log, meta. ARGV: lapse ms, ttl ms, the ``error`` entry, the ``end`` entry.
+#: A running stream whose producer stopped beating gets its end written here, once.
 #: Returns -1 (gone), 0 (alive or ended), 1 (this call ended it).
 _REAP = """
 if redis.call('exists', KEYS[2]) == 0 then return -1 end
@@ -151,13 +149,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local beat = tonumber(redis.call('hget', KEYS[2], 'beat') or '0')
 if now - beat < tonumber(ARGV[1]) then return 0 end
 local last = tonumber(redis.call('hget', KEYS[2], 'last') or '0')
-redis.call('xadd', KEYS[1], '0-' .. (last + 1), 'd', ARGV[3] .. (last + 1) .. ARGV[4])
-redis.call('xadd', KEYS[1], '0-' .. (last + 2), 'd', ARGV[5], 'end', '1')
+redis.call('xadd', KEYS[1], '0-' .. (last + 1), 'd', ARGV[3])
+redis.call('xadd', KEYS[1], '0-' .. (last + 2), 'd', ARGV[4], 'end', '1')
 redis.call('hset', KEYS[2], 'last', last + 2, 'end', last + 2)
 redis.call('pexpire', KEYS[1], ARGV[2])
 redis.call('pexpire', KEYS[2], ARGV[2])
 return 1
 """
+
+
+#: The entry a lost producer's stream ends with (before the end).
+_INTERRUPTED = pack("error", StreamInterrupted().to_dict())
 
 
 def _pop_query(url: str, name: str) -> tuple[str, str | None]:
@@ -563,11 +565,8 @@ class RedisStore(StreamStore):
     # -- lost producers -------------------------------------------------------------
 
     def _reap_args(self, stream_id: str) -> list[Any]:
-        """ARGV of the reap script: the ``interrupted`` event split around its number."""
-        marker = 987654321987
-        raw = encode_event(stream_id, marker, StreamInterrupted().to_dict(), "error")
-        head, _, tail = raw.partition(f":{marker}".encode())
-        return [_ms(self.lapse), _ms(self.ttl), head + b":", tail, DONE]
+        """ARGV of the reap script: the ``interrupted`` error and the end, as log entries."""
+        return [_ms(self.lapse), _ms(self.ttl), _INTERRUPTED, END]
 
     def _interrupted(self, stream_id: str) -> None:
         """This process ended ``stream_id`` for its lost producer: tell the hooks, aside."""

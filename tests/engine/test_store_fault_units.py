@@ -14,6 +14,7 @@ from flask_ai_sse._redis_client import RedisOptions
 from flask_ai_sse._slots import RedisSlots
 from flask_ai_sse.chunks import ChatRequest
 from flask_ai_sse.engine import Engine, EngineSettings, MemoryStore
+from flask_ai_sse.engine.protocol import END
 from flask_ai_sse.engine.redis_store import RedisStore
 from flask_ai_sse.errors import StoreError
 from flask_ai_sse.testing import FakeProvider, FakeReply
@@ -119,8 +120,8 @@ def test_a_producer_rides_out_an_outage_within_the_budget():
     assert gen.done.wait(10)
     assert gen.status == "completed"
     entries, final = store.read(gen.stream_id, 0, 0)  # type: ignore[misc]
-    assert final and b"event: done" in entries[-2]
-    assert b"".join(entries).count(b"event: error") == 0
+    assert final and entries[-2].startswith(b"done\n") and entries[-1] == END
+    assert not any(e.startswith(b"error\n") for e in entries)
 
 
 def test_a_producer_gives_up_beyond_the_budget_with_one_store_error():
@@ -133,7 +134,7 @@ def test_a_producer_gives_up_beyond_the_budget_with_one_store_error():
     assert gen.status == "failed"
     assert gen.error is not None and gen.error.type == "store_unavailable"
     entries, final = store.read(gen.stream_id, 0, 0)  # type: ignore[misc]
-    assert final and b"".join(entries).count(b"event: error") == 1
+    assert final and [e for e in entries if e.startswith(b"error\n")] == [entries[-2]]
     assert b"store_unavailable" in entries[-2]
 
 
@@ -197,8 +198,8 @@ def test_a_producer_that_stops_beating_is_ended_once_as_interrupted(stores):
     results = [store.read("s", 1, 5) for store in readers]
     for entries, final in results:  # type: ignore[misc]
         assert final and len(entries) == 2
-        assert b"event: error" in entries[0] and b'"interrupted"' in entries[0]
-        assert b"id: s:2\n" in entries[0] and entries[1] == b"data: [DONE]\n\n"
+        assert entries[0].startswith(b"error\n") and b'"interrupted"' in entries[0]
+        assert entries[1] == END
     wait_until(lambda: noticed, what="the hook")
     time.sleep(0.5)  # a second notice would come within a check period: not an assertion
     assert [sid for _, sid in noticed] == ["s"]
