@@ -36,6 +36,14 @@ WORDS = 80
 TEMPLATE = " ".join(f"w{i}" for i in range(WORDS)) + " fin."
 
 
+def open_stream(
+    url: str, *, method: str = "GET", timeout: float = 10.0, **kwargs: Any
+) -> requests.Response:
+    """An SSE request with a read timeout; a connect timeout with room for a burst of
+    hundreds of connections on a loaded machine."""
+    return requests.request(method, url, stream=True, timeout=(20, timeout), **kwargs)
+
+
 def config(redis_url: str, **extra: Any) -> dict[str, Any]:
     return {
         "AI_SSE_STORE": redis_url,
