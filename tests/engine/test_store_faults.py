@@ -28,7 +28,7 @@ from flask_ai_sse.sse import SSEDecoder
 from flask_ai_sse.testing import StreamResult
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
 
-from ..helpers import ROOT, open_stream, require_postgres, wait_until
+from ..helpers import ROOT, require_postgres, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
 
