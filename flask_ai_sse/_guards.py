@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from ._budgets import Budgets
 from ._cors import CorsPolicy
+from ._redis_client import limiter_storage_options
 from ._request import requested_event_id
 from ._settings import GuardSettings
 from ._slots import Slots, create_slots
@@ -122,6 +123,7 @@ def _internal_limiter(
     limiter = Limiter(
         client_key,
         storage_uri=settings.rate_limit_storage,
+        storage_options=limiter_storage_options(settings.rate_limit_storage, settings.redis),
         strategy=settings.rate_limit_strategy,
         key_prefix=SCOPE,
         headers_enabled=False,
@@ -190,7 +192,10 @@ class Guards:
         slots = None
         if settings.max_streams_per_key:
             slots = create_slots(
-                settings.slots_url, settings.max_streams_per_key, lease=settings.slot_lease
+                settings.slots_url,
+                settings.max_streams_per_key,
+                lease=settings.slot_lease,
+                options=settings.redis,
             )
         return cls(client_key, rate_limit=rate_limit, slots=slots, cors=cors)
 
