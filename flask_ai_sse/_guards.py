@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from ._budgets import Budgets
 from ._cors import CorsPolicy
-from ._redis_client import limiter_storage_options
+from ._redis_client import is_redis_failure, limiter_storage_options
 from ._request import requested_event_id
 from ._settings import GuardSettings
 from ._slots import Slots, create_slots
@@ -82,7 +82,9 @@ class RateLimit:
         except (HTTPException, AISSEError):
             raise  # e.g. abort(401) from the authorize hook, called by the key function
         except Exception as exc:
-            if _is_storage_error(exc):
+            from limits.errors import StorageError
+
+            if isinstance(exc, StorageError) or is_redis_failure(exc):
                 raise StoreError("The rate limit storage is unavailable.") from exc
             raise
 
@@ -94,18 +96,6 @@ class RateLimit:
         except Exception:  # the storage failing here must not hide the 429
             logger.debug("could not read the rate limit window", exc_info=True)
         return float(exc.limit.limit.get_expiry())
-
-
-def _is_storage_error(exc: BaseException) -> bool:
-    from limits.errors import StorageError
-
-    if isinstance(exc, StorageError | ConnectionError | TimeoutError):
-        return True
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - depends on the install
-        return False
-    return isinstance(exc, redis.RedisError)
 
 
 def _internal_limiter(

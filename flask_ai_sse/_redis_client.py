@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,12 @@ def _redis() -> Any:
 def redis_errors() -> tuple[type[BaseException], ...]:
     """What a failing Redis raises: its own errors, and sockets' (a reset mid-read)."""
     return (_redis().RedisError, OSError)
+
+
+def is_redis_failure(exc: BaseException) -> bool:
+    """A Redis (or socket) failure; works whether or not the 'redis' package is installed."""
+    redis = sys.modules.get("redis")
+    return isinstance(exc, OSError) or (redis is not None and isinstance(exc, redis.RedisError))
 
 
 @contextlib.contextmanager
