@@ -76,6 +76,10 @@ class PersistObserver:
         }
         if answer.calls and answer.finish_reason == "tool_calls":
             meta["tool_calls"] = answer.calls  # for the client to run: this answer's own
+        if generation.usage is not None:  # settled on every ending, estimated if need be
+            meta["usage"] = generation.usage
+        if generation.cost is not None:
+            meta["cost"] = generation.cost
         reason = generation.abort_reason
         if generation.status != "completed" and self.message.status == "streaming":
             self._close_open_calls(generation.status)
