@@ -19,11 +19,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk, Message
 from ..errors import ConfigurationError, ProviderError, ProviderProtocolError
 from ..sse import ServerSentEvent, SSEDecoder
+from ._http1 import UpstreamResponse
 from ._transport import HTTPTransport, shutdown
 from .base import ChunkStream, Provider, ProviderConfig
 
@@ -105,12 +104,13 @@ class HTTPChunkStream(ChunkStream):
     sends the upstream a FIN and wakes the read with EOF; the reader sees
     ``aborted``, closes the response itself and stops quietly. (Closing a
     ``requests`` response from another greenlet fails with "reentrant call" and
-    leaves the socket open.)
+    leaves the socket open.) ``response`` is what :meth:`HTTPProvider.open` got from
+    its transport.
     """
 
     def __init__(
         self,
-        response: requests.Response,
+        response: UpstreamResponse,
         parser: StreamParser,
         *,
         transport: HTTPTransport,
