@@ -11,6 +11,11 @@ on this shared machine moves 10-25% between runs; instruction counts under
 callgrind do not, so the README's set-up and per-token figures are differences
 of callgrind totals: ``--streams N`` minus ``--streams 0`` (the same warm-up and
 imports), divided by N. ``--profile`` prints cProfile's top functions instead.
+
+``--open N`` measures memory instead: N streams open at once, each read by its
+own greenlet (as producers do) and all blocked between two tokens; prints the
+growth of RSS and of traced Python memory per open stream, and the biggest
+allocation sites (``tracemalloc``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ import pstats  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 
 import procs  # noqa: E402
 import socket  # noqa: E402
@@ -46,6 +55,47 @@ def run(provider: OpenAIProvider, streams: int) -> int:
     return chunks
 
 
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
+def hold_open(provider: OpenAIProvider, n: int) -> None:
+    """N streams open at once, each read by its own greenlet up to its first text chunk."""
+    request = ChatRequest(messages=[{"role": "user", "content": "Hello"}], model="gpt-4o-mini")
+    ready = gevent.event.Event()
+    started: list[int] = []
+    streams = []
+
+    def read() -> None:
+        with provider.open(request) as stream:
+            streams.append(stream)
+            for chunk in stream:  # blocks in the socket read until the next token
+                if chunk.kind == "text" and not started.count(id(stream)):
+                    started.append(id(stream))
+                    if len(started) == n:
+                        ready.set()
+
+    run(provider, WARM_UP)
+    tracemalloc.start(10)
+    before_rss, before = rss_kib(), tracemalloc.take_snapshot()
+    greenlets = [gevent.spawn(read) for _ in range(n)]
+    ready.wait(120)
+    # Every stream is now blocked until its next token (the mock's delay is long).
+    after_rss, after = rss_kib(), tracemalloc.take_snapshot()
+    stats = after.compare_to(before, "lineno")
+    traced = sum(stat.size_diff for stat in stats)
+    print(f"{len(started)} open: RSS +{(after_rss - before_rss) / n:.1f} KiB/stream, "
+          f"traced Python +{traced / n / 1024:.1f} KiB/stream")
+    for stat in stats[:25]:
+        print(f"  {stat.size_diff / n:8.0f} B/stream  {stat.count_diff / n:5.1f} blocks  "
+              f"{stat.traceback[0]}")
+    for stream in streams:
+        stream.abort()
+    gevent.joinall(greenlets, timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=100)
@@ -54,6 +104,7 @@ def main() -> None:
         "--delay-ms", type=float, default=5, help="long enough that each token arrives alone"
     )
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--open", type=int, default=0, help="measure memory with N open")
     args = parser.parse_args()
 
     port = procs.free_port()
@@ -77,10 +128,13 @@ def main() -> None:
             name="openai", api_key="sk-bench", base_url=f"http://127.0.0.1:{port}/v1"
         )
         provider = OpenAIProvider(config)
+        if args.open:
+            hold_open(provider, args.open)
+            return
         run(provider, WARM_UP)
         started = time.process_time()
         if args.profile:
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.process_time)
             chunks = profile.runcall(run, provider, args.streams)
             pstats.Stats(profile).sort_stats("tottime").print_stats(30)
         else:

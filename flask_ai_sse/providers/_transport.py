@@ -320,20 +320,39 @@ class HTTPTransport:
             f"The connection to the {name} provider broke mid-stream.", provider=name
         )
 
+    def body_reader(self, response: UpstreamResponse, *, deadline: float) -> Callable[[], bytes]:
+        """A function returning the body's next piece as it arrives, ``b""`` at the end.
+
+        Errors are translated, and the total timeout is checked before each read
+        after the first. A plain function rather than a generator: the producer
+        blocks in it between tokens, and a shallower stack is less to save per
+        waiting greenlet.
+        """
+        read = response.read
+        first = True
+
+        def next_piece() -> bytes:
+            nonlocal first
+            if first:
+                first = False
+            elif time.monotonic() > deadline:
+                raise ProviderTimeout(
+                    f"The {self.provider} answer exceeded the total timeout of "
+                    f"{self.config.total_timeout:g} s.",
+                    provider=self.provider,
+                )
+            try:
+                return read()
+            except _TRANSPORT_ERRORS as exc:
+                raise self.transport_error(exc, phase="body") from exc
+
+        return next_piece
+
     def iter_body(self, response: UpstreamResponse, *, deadline: float) -> Iterator[bytes]:
         """The body's bytes as they arrive, with errors translated and the total timeout checked."""
-        read = response.read
-        try:
-            while piece := read():
-                yield piece
-                if time.monotonic() > deadline:
-                    raise ProviderTimeout(
-                        f"The {self.provider} answer exceeded the total timeout of "
-                        f"{self.config.total_timeout:g} s.",
-                        provider=self.provider,
-                    )
-        except _TRANSPORT_ERRORS as exc:
-            raise self.transport_error(exc, phase="body") from exc
+        next_piece = self.body_reader(response, deadline=deadline)
+        while piece := next_piece():
+            yield piece
 
     def fetch_json(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST for a whole JSON answer (the non-streaming APIs), with the same policies."""
