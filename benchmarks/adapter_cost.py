@@ -27,6 +27,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import pstats  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -34,9 +35,7 @@ import tracemalloc  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
-
 import procs  # noqa: E402
-import socket  # noqa: E402
 
 from flask_ai_sse.chunks import ChatRequest  # noqa: E402
 from flask_ai_sse.providers import OpenAIProvider  # noqa: E402
@@ -86,11 +85,15 @@ def hold_open(provider: OpenAIProvider, n: int) -> None:
     after_rss, after = rss_kib(), tracemalloc.take_snapshot()
     stats = after.compare_to(before, "lineno")
     traced = sum(stat.size_diff for stat in stats)
-    print(f"{len(started)} open: RSS +{(after_rss - before_rss) / n:.1f} KiB/stream, "
-          f"traced Python +{traced / n / 1024:.1f} KiB/stream")
+    print(
+        f"{len(started)} open: RSS +{(after_rss - before_rss) / n:.1f} KiB/stream, "
+        f"traced Python +{traced / n / 1024:.1f} KiB/stream"
+    )
     for stat in stats[:25]:
-        print(f"  {stat.size_diff / n:8.0f} B/stream  {stat.count_diff / n:5.1f} blocks  "
-              f"{stat.traceback[0]}")
+        print(
+            f"  {stat.size_diff / n:8.0f} B/stream  {stat.count_diff / n:5.1f} blocks  "
+            f"{stat.traceback[0]}"
+        )
     for stream in streams:
         stream.abort()
     gevent.joinall(greenlets, timeout=60)
@@ -109,8 +112,11 @@ def main() -> None:
 
     port = procs.free_port()
     mock = subprocess.Popen(
-        [sys.executable, "-m", "flask_ai_sse.testing.upstream", "--format", "openai"]
-        + ["--port", str(port), "--tokens", str(args.tokens), "--delay-ms", str(args.delay_ms)],
+        [
+            *(sys.executable, "-m", "flask_ai_sse.testing.upstream", "--format", "openai"),
+            *("--port", str(port), "--tokens", str(args.tokens)),
+            *("--delay-ms", str(args.delay_ms)),
+        ],
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )

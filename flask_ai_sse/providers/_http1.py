@@ -56,7 +56,7 @@ class Headers(dict[str, str]):
     def __getitem__(self, key: str) -> str:
         return super().__getitem__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __contains__(self, key: object) -> bool:
@@ -106,21 +106,28 @@ class UpstreamResponse:
     """
 
     __slots__ = (
-        "status_code",
-        "headers",
-        "_pool",
-        "_conn",
-        "_sock",
         "_buf",
-        "_left",
         "_chunked",
-        "_reusable",
+        "_conn",
         "_decoder",
+        "_left",
+        "_pool",
+        "_reusable",
+        "_sock",
         "complete",
+        "headers",
+        "status_code",
     )
 
     def __init__(
-        self, pool: Any, conn: Any, sock: Any, status: int, headers: Headers, rest: bytes, *,
+        self,
+        pool: Any,
+        conn: Any,
+        sock: Any,
+        status: int,
+        headers: Headers,
+        rest: bytes,
+        *,
         http11: bool,
     ) -> None:
         self.status_code = status
@@ -131,9 +138,7 @@ class UpstreamResponse:
         self._buf = rest
         self.complete = False
         connection = headers.get("connection", "").lower()
-        self._reusable = (
-            "close" not in connection if http11 else "keep-alive" in connection
-        )
+        self._reusable = "close" not in connection if http11 else "keep-alive" in connection
         coding = headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length")
         self._chunked = False

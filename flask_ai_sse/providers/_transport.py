@@ -195,10 +195,10 @@ class HTTPTransport:
         prepared.prepare(method="POST", url=url, headers=session.headers, json={})
         adapter = session.get_adapter(url)
         assert isinstance(adapter, HTTPAdapter)
-        pool = adapter.get_connection_with_tls_context(
+        pool: Any = adapter.get_connection_with_tls_context(
             prepared, session.verify, proxies=session.proxies, cert=session.cert
         )
-        adapter.cert_verify(pool, url, session.verify, session.cert)
+        adapter.cert_verify(pool, url, session.verify, session.cert)  # type: ignore[no-untyped-call]
         target = adapter.request_url(prepared, session.proxies)
         parsed = parse_url(url)
         tunnel = connection_requires_http_tunnel(pool.proxy, pool.proxy_config, parsed.scheme)
