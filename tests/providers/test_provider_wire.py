@@ -7,8 +7,10 @@ before a mock upstream.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
+import itertools
 import socket
 import ssl
 import threading
@@ -55,7 +57,7 @@ class Connection:
 def respond(raw: bytes, cuts: list[int] | None = None) -> tuple[UpstreamResponse, RecordingPool]:
     """A response read from ``raw`` arriving in pieces cut at ``cuts``."""
     cuts = [0, *(cuts or []), len(raw)]
-    sock = ScriptedSocket([raw[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a])
+    sock = ScriptedSocket([raw[a:b] for a, b in itertools.pairwise(cuts) if b > a])
     pool = RecordingPool()
     status, http11, headers, rest = _read_head(sock)
     response = UpstreamResponse(pool, Connection(), sock, status, headers, rest, http11=http11)
@@ -182,10 +184,8 @@ def pipe(source: socket.socket, sink: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 class Front:
