@@ -99,6 +99,23 @@ def hold_open(provider: OpenAIProvider, n: int) -> None:
     gevent.joinall(greenlets, timeout=60)
 
 
+def after_finished(provider: OpenAIProvider, n: int) -> None:
+    """Traced memory left behind by ``n`` finished streams (the transport should keep none)."""
+    import gc
+
+    run(provider, WARM_UP)
+    gc.collect()
+    tracemalloc.start(10)
+    before = tracemalloc.take_snapshot()
+    run(provider, n)
+    gc.collect()
+    stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
+    traced = sum(stat.size_diff for stat in stats)
+    print(f"{n} finished: traced Python {traced:+d} B in all, {traced / n:+.1f} B per stream")
+    for stat in stats[:5]:
+        print(f"  {stat.size_diff:+8d} B  {stat.traceback[0]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=100)
@@ -108,6 +125,7 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--open", type=int, default=0, help="measure memory with N open")
+    parser.add_argument("--finished", action="store_true", help="memory left by --streams")
     args = parser.parse_args()
 
     port = procs.free_port()
@@ -136,6 +154,9 @@ def main() -> None:
         provider = OpenAIProvider(config)
         if args.open:
             hold_open(provider, args.open)
+            return
+        if args.finished:
+            after_finished(provider, args.streams)
             return
         run(provider, WARM_UP)
         started = time.process_time()
