@@ -1,17 +1,20 @@
 """Does a finished stream cost memory beyond AI_SSE_STREAM_TTL? Run past the TTL and see.
 
-    python benchmarks/ttl.py --ttl 20 --n 2000
+    python benchmarks/ttl.py --ttl 15 --n 2000             # released at expiry?
+    python benchmarks/ttl.py --ttl 600 --n 2000 --wait 20  # kept: grows per round
 
 Starts the mock upstream and our relay (as ``run.py`` does) with
-``AI_SSE_STREAM_TTL=--ttl``, relays ``--n`` short streams, then samples the worker's
-RSS until well past the TTL. The memory store sweeps expired logs when a stream is
-created or read, so five more streams go through after the TTL before the last
-sample. Prints RSS before, after the load, and after expiry, per finished stream.
+``AI_SSE_STREAM_TTL=--ttl``, and relays streams in rounds: ``--n`` short streams, a wait past the TTL, five streams (the memory
+store sweeps expired logs when a stream is created), then the worker's RSS. Freed
+memory stays in the process's allocator, so RSS does not fall at expiry; but if the
+logs were released, the next round reuses their memory and RSS stops growing,
+where a TTL longer than the wait grows it round after round.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -26,7 +29,11 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=20)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--wait", type=float, help="seconds after each round (TTL + 5)")
     args = parser.parse_args()
+    if args.wait is None:
+        args.wait = args.ttl + 5
     os.environ["AI_SSE_STREAM_TTL"] = str(args.ttl)
     load = Load(args.n, 2, 20, args.rate)
     log_dir = Path(tempfile.mkdtemp(prefix="ttl-"))
@@ -44,26 +51,21 @@ def main() -> None:
             assert result["completed"] == how.n, result
 
         streams("warmup", Load(50, 2, 20, 50))
-        before = procs.rss_kib(worker)
-        streams("load", load)
-        ended = time.monotonic()
-        after = procs.rss_kib(worker)
-        samples = []
-        while time.monotonic() - ended < args.ttl + 10:
-            time.sleep(1)
-            samples.append((round(time.monotonic() - ended), procs.rss_kib(worker)))
-        streams("sweep", Load(5, 2, 20, 50))
-        expired = procs.rss_kib(worker)
-        print(f"TTL {args.ttl:g} s, {args.n} streams of 2 tokens, log: {log_dir}")
+        rss = [procs.rss_kib(worker)]
+        for round_ in range(1, args.rounds + 1):
+            streams(f"load-{round_}", load)
+            time.sleep(args.wait)
+            streams(f"sweep-{round_}", Load(5, 2, 20, 50))  # creating a stream sweeps
+            rss.append(procs.rss_kib(worker))
         print(
-            f"RSS before {before} KiB, after the load {after} KiB "
-            f"(+{(after - before) * 1024 / args.n:.0f} B per finished stream)"
+            f"TTL {args.ttl:g} s, rounds of {args.n} streams of 2 tokens, each followed by "
+            f"{args.wait:g} s and 5 streams; log: {log_dir}"
         )
-        print(
-            f"after expiry and a sweep {expired} KiB "
-            f"(+{(expired - before) * 1024 / args.n:.0f} B per finished stream)"
-        )
-        print("samples (s after the load, KiB):", samples)
+        for round_, (was, now) in enumerate(itertools.pairwise(rss), 1):
+            print(
+                f"  round {round_}: RSS {was} -> {now} KiB, "
+                f"{(now - was) * 1024 / args.n:+.0f} B per finished stream"
+            )
     finally:
         for proc in reversed(started):
             procs.stop(proc)
