@@ -4,7 +4,8 @@
     python benchmarks/ttl.py --ttl 600 --n 2000 --wait 20  # kept: grows per round
 
 Starts the mock upstream and our relay (as ``run.py`` does) with
-``AI_SSE_STREAM_TTL=--ttl``, and relays streams in rounds: ``--n`` short streams, a wait past the TTL, five streams (the memory
+``AI_SSE_STREAM_TTL=--ttl``, and relays streams in rounds: ``--n`` streams of
+``--tokens``, a wait past the TTL, five streams (the memory
 store sweeps expired logs when a stream is created), then the worker's RSS. Freed
 memory stays in the process's allocator, so RSS does not fall at expiry; but if the
 logs were released, the next round reuses their memory and RSS stops growing,
@@ -30,12 +31,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=30, help="per stream, 5 ms apart")
     parser.add_argument("--wait", type=float, help="seconds after each round (TTL + 5)")
     args = parser.parse_args()
     if args.wait is None:
         args.wait = args.ttl + 5
     os.environ["AI_SSE_STREAM_TTL"] = str(args.ttl)
-    load = Load(args.n, 2, 20, args.rate)
+    load = Load(args.n, args.tokens, 5, args.rate)
     log_dir = Path(tempfile.mkdtemp(prefix="ttl-"))
     mock, mock_port = start_mock(load, log_dir)
     started = [mock]
@@ -58,8 +60,8 @@ def main() -> None:
             streams(f"sweep-{round_}", Load(5, 2, 20, 50))  # creating a stream sweeps
             rss.append(procs.rss_kib(worker))
         print(
-            f"TTL {args.ttl:g} s, rounds of {args.n} streams of 2 tokens, each followed by "
-            f"{args.wait:g} s and 5 streams; log: {log_dir}"
+            f"TTL {args.ttl:g} s, rounds of {args.n} streams of {args.tokens} tokens, each "
+            f"followed by {args.wait:g} s and 5 streams; log: {log_dir}"
         )
         for round_, (was, now) in enumerate(itertools.pairwise(rss), 1):
             print(
