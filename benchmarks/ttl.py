@@ -52,12 +52,12 @@ def main() -> None:
             result = finish_loadgen(gen, out, how.deadline)
             assert result["completed"] == how.n, result
 
-        streams("warmup", Load(50, 2, 20, 50))
+        streams("warmup", Load(50, args.tokens, 5, 50))
         rss = [procs.rss_kib(worker)]
         for round_ in range(1, args.rounds + 1):
             streams(f"load-{round_}", load)
             time.sleep(args.wait)
-            streams(f"sweep-{round_}", Load(5, 2, 20, 50))  # creating a stream sweeps
+            streams(f"sweep-{round_}", Load(5, args.tokens, 5, 50))  # creating a stream sweeps
             rss.append(procs.rss_kib(worker))
         print(
             f"TTL {args.ttl:g} s, rounds of {args.n} streams of {args.tokens} tokens, each "
