@@ -17,9 +17,12 @@ from typing import Any
 
 from . import constants as C
 from ._cors import CorsPolicy
+from ._parts import PartLimits
+from ._usage import parse_prices
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
+from .protocols import PROTOCOLS
 from .providers.base import ProviderConfig
 
 #: The URL schemes of a Redis server (stream store, slots).
@@ -73,6 +76,29 @@ class PersistenceSettings:
 
 
 @dataclass(frozen=True)
+class ToolSettings:
+    """Tools on the routes and the step loop (docs/tools.rst)."""
+
+    names: tuple[str, ...]
+    timeout: float
+    max_steps: int
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Metrics, spans and token budgets (docs/observability.rst)."""
+
+    #: ``False``, ``True`` (prometheus_client's global registry) or a ``CollectorRegistry``.
+    metrics: Any
+    metrics_endpoint: bool
+    tracing: bool
+    #: ``"200000/day"``, or ``None``: no budget.
+    token_budget: str | None
+    #: Where budgets are counted: ``memory`` or a Redis URL.
+    budget_url: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """One app's settings, the result of reading its config once."""
 
@@ -86,6 +112,10 @@ class Settings:
     persistence: PersistenceSettings
     url_prefix: str
     register_blueprint: bool
+    #: The wire protocol of streams whose request does not choose one.
+    protocol: str
+    tools: ToolSettings
+    observability: ObservabilitySettings
 
 
 #: How old a ``streaming`` message must be to count as interrupted when the stream
@@ -178,6 +208,7 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         flush_interval=r.number(C.FLUSH_INTERVAL),
         progress_every=r.count(C.PROGRESS_EVERY),
         sentence_mode=r.flag(C.SENTENCE_MODE),
+        prices=parse_prices(r.mapping(C.PRICES)),
     )
     store = StoreSettings(
         url=r.raw(C.STORE),
@@ -196,6 +227,13 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
             max_message_chars=r.count(C.MAX_MESSAGE_CHARS, minimum=1),
             max_tokens=r.count(C.MAX_TOKENS_LIMIT, minimum=1),
             allowed_models=allowed_model_names(r.raw(C.ALLOWED_MODELS)),
+            parts=PartLimits.build(
+                max_parts=r.count(C.MAX_PARTS, minimum=1),
+                max_image_bytes=r.count(C.MAX_IMAGE_BYTES, minimum=1),
+                max_total_image_bytes=r.count(C.MAX_IMAGES_BYTES, minimum=1),
+                media_types=_names(r, C.IMAGE_MEDIA_TYPES),
+                url_schemes=_names(r, C.IMAGE_URL_SCHEMES),
+            ),
         ),
         guards=_guards(r, store, engine),
         cors=CorsPolicy.from_config(
@@ -209,7 +247,25 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         persistence=_persistence(r, engine),
         url_prefix=r.required_text(C.URL_PREFIX),
         register_blueprint=r.flag(C.REGISTER_BLUEPRINT),
+        protocol=r.choice(C.PROTOCOL, tuple(PROTOCOLS)),
+        tools=ToolSettings(
+            names=tuple(_names(r, C.TOOLS)),
+            timeout=r.number(C.TOOL_TIMEOUT, above=True),
+            max_steps=r.count(C.MAX_STEPS, minimum=1),
+        ),
+        observability=_observability(r, store),
     )
+
+
+def _names(r: _Reader, key: str) -> list[str]:
+    """A list of strings (a lone string counts as one)."""
+    value = r.raw(key)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple | set | frozenset) or not all(
+        isinstance(n, str) for n in names
+    ):
+        raise ConfigurationError(f"{key} must be a list of strings, not {value!r}.")
+    return list(names)
 
 
 def _fallbacks(r: _Reader) -> list[Mapping[str, Any]]:
@@ -265,6 +321,25 @@ def _guards(r: _Reader, store: StoreSettings, engine: EngineSettings) -> GuardSe
     )
 
 
+def _observability(r: _Reader, store: StoreSettings) -> ObservabilitySettings:
+    metrics = r.raw(C.METRICS)
+    if metrics is not True and metrics is not False and not hasattr(metrics, "register"):
+        raise ConfigurationError(
+            f"{C.METRICS} must be True, False or a prometheus_client CollectorRegistry,"
+            f" not {metrics!r}."
+        )
+    endpoint = r.flag(C.METRICS_ENDPOINT)
+    if endpoint and metrics is False:
+        raise ConfigurationError(f"{C.METRICS_ENDPOINT} needs {C.METRICS} = True.")
+    return ObservabilitySettings(
+        metrics=metrics,
+        metrics_endpoint=endpoint,
+        tracing=r.flag(C.TRACING),
+        token_budget=r.text(C.TOKEN_BUDGET, optional=True),
+        budget_url=r.text(C.TOKEN_BUDGET_STORAGE, optional=True) or store.redis_url or "memory",
+    )
+
+
 def _persistence(r: _Reader, engine: EngineSettings) -> PersistenceSettings:
     timeout = engine.total_timeout
     return PersistenceSettings(
@@ -286,3 +361,9 @@ def read_table_prefix(config: MutableMapping[str, Any] | None, override: str | N
     return _Reader({} if config is None else config, {C.TABLE_PREFIX: override}).required_text(
         C.TABLE_PREFIX
     )
+
+
+def read_provider(config: MutableMapping[str, Any], name: str) -> ProviderConfig:
+    """Settings for provider ``name`` as a fallback entry reads them: the app's timeouts,
+    not the primary provider's model, key or URL (e.g. ``flask ai-sse ask --provider``)."""
+    return _provider(_Reader(config, {}), {"provider": name})

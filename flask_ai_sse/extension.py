@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_request_context
 
 from . import constants as C
 from ._blueprint import create_blueprint
+from ._cli import cli_group
 from ._deployment import check_at_first_request
 from ._guards import Guards
+from ._observability import Telemetry
 from ._request import client_key, once_per_request, requested_event_id
 from ._responses import custom_stream_response, render_error, sse_response
 from ._settings import Settings, read_settings, read_table_prefix
+from ._toolrun import complete_steps, open_steps, uses_steps
+from ._tools import ToolRegistry
 from ._turn import MESSAGE_META_OPTION, Conversations, Turn
 from ._validation import validate
 from .chunks import Answer, ChatRequest, Chunk, Message
 from .engine import Engine, Generation, Observer, create_store
 from .errors import AISSEError, ValidationError
+from .protocols import PROTOCOLS
 from .providers import Provider, build_provider
 from .providers.base import ChunkStream
 from .task import Task
@@ -47,6 +52,8 @@ class AppState:
     guards: Guards
     #: The stored conversations' hook (``AISSE(app, db=db)``), else ``None``.
     conversations: Conversations | None = None
+    #: Metrics, spans, signals, the stream log line and token budgets (docs/observability).
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class ChunkIterator(Iterator[Chunk]):
@@ -117,6 +124,8 @@ class AISSE:
         }
         self._provider_instance = provider if isinstance(provider, Provider) else None
         self._authorize: Callable[[], str | None] | None = None
+        #: Tools registered with :meth:`tool`, shared by every app this object serves.
+        self.tools = ToolRegistry()
         #: With ``db``: the persistence models, classes on the app's own ``db.Model``.
         self.Conversation: Any = None
         self.Message: Any = None
@@ -162,11 +171,12 @@ class AISSE:
             conversations = self._persistence.init_app(
                 app, settings.persistence, owner=self.current_owner
             )
-        app.extensions[C.EXTENSION_NAME] = AppState(
-            self, settings, provider, engine, guards, conversations
-        )
+        state = AppState(self, settings, provider, engine, guards, conversations)
+        app.extensions[C.EXTENSION_NAME] = state
+        state.telemetry = Telemetry.setup(app, state)
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
+        cli_group(app)  # flask ai-sse ask / check (persistence added reconcile)
         if settings.register_blueprint:
             app.register_blueprint(self.create_blueprint(), url_prefix=settings.url_prefix)
 
@@ -231,6 +241,23 @@ class AISSE:
 
     # -- the Python API ---------------------------------------------------------
 
+    def tool(self, fn: Any = None, **kwargs: Any) -> Any:
+        """Register a function as a tool: ``@ai.tool`` or ``@ai.tool(name=, description=,
+        schema=)``. Its JSON Schema comes from its type hints and docstring unless given."""
+        return self.tools.decorator(fn, **kwargs)
+
+    def _open(self, state: AppState, request: ChatRequest, *, whole: bool = False) -> ChunkStream:
+        """The upstream answer; with tools or a schema, wrapped in the step loop.
+
+        ``whole``: each step is a non-streamed request (``ask()``).
+        """
+        return open_steps(self, state, request, whole=whole)
+
+    @staticmethod
+    def _validate(state: AppState, **fields: Any) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's."""
+        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
+
     def ask_stream(
         self,
         prompt: str | None = None,
@@ -241,9 +268,17 @@ class AISSE:
         temperature: float | None = None,
         max_tokens: int | None = None,
         conversation: Any = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
+        protocol: str | None = None,
         **options: Any,
     ) -> Response:
         """Stream an answer as an SSE response (the wire format: docs/wire.rst).
+
+        ``protocol``: ``default``, ``vercel`` or ``openai`` (default: ``AI_SSE_PROTOCOL``;
+        see docs/frontends.rst).
 
         A request carrying a ``Last-Event-ID`` of a live stream (a browser
         ``EventSource`` reconnecting) resumes that stream instead of starting a
@@ -255,7 +290,8 @@ class AISSE:
         conversation_id = None
         if conversation is not None:
             conversation_id = str(getattr(conversation, "id", conversation))
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -264,10 +300,9 @@ class AISSE:
             max_tokens=max_tokens,
             conversation_id=conversation_id,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
-        return self.serve(request, state=state)
+        _with_tools(request, tools, tool_choice, max_steps, schema)
+        return self.serve(request, state=state, protocol=protocol)
 
     def serve(
         self,
@@ -275,20 +310,38 @@ class AISSE:
         *,
         observers: Sequence[Observer] = (),
         state: AppState | None = None,
+        protocol: str | None = None,
+        protocol_options: Mapping[str, Any] | None = None,
     ) -> Response:
         """Resume the stream the request's ``Last-Event-ID`` names, or start a new one.
 
         ``observers`` follow the generation (e.g. a concurrency slot to free at its end).
+        ``protocol`` is the wire format (``protocol_options`` go to its encoder).
         """
         state = state or self.state()
+        protocol = protocol or state.settings.protocol
         if has_request_context():
             resumed = requested_event_id()
             if resumed is not None:
                 # A reconnect to a stream that is gone is a 404: no second generation.
-                return self.attach(*resumed)
+                return self.attach(*resumed, protocol=protocol, protocol_options=protocol_options)
         owner = self.current_owner()
         generation = self.start_generation(request, owner=owner, observers=observers, state=state)
-        return sse_response(state.engine.follow(generation.stream_id))
+        return self.follow_response(generation, protocol, protocol_options, state=state)
+
+    def follow_response(
+        self,
+        generation: Generation,
+        protocol: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        state: AppState | None = None,
+    ) -> Response:
+        """The response that follows a generation just started, in ``protocol``."""
+        state = state or self.state()
+        options = {"created": generation.meta.get("created", 0), **(options or {})}
+        reader = state.engine.follow(generation.stream_id, protocol=protocol, options=options)
+        return sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def start_generation(
         self,
@@ -304,14 +357,20 @@ class AISSE:
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
-        with self._turn(state, request, owner) as turn:
-            chunks = state.provider.open(turn.request)
+        # telemetry: the stream's span is current while the upstream call opens
+        with (
+            self._turn(state, request, owner) as turn,
+            state.telemetry.opening(turn.request, state.provider) as watch,
+        ):
+            chunks = self._open(state, turn.request)
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,
                 start=turn.start,
                 meta={"owner": owner},
-                observers=[*observers, *turn.observers],
+                observers=[*observers, *turn.observers, *watch.observers],
+                prompt_estimate=watch.prompt_estimate,
+                wrap=watch.wrap,
             )
 
     @contextlib.contextmanager
@@ -340,15 +399,27 @@ class AISSE:
             turn.failed(exc)
             raise
 
-    def attach(self, stream_id: str, after: int = 0) -> Response:
-        """Follow a running or recently finished stream, replaying events after ``after``.
+    def attach(
+        self,
+        stream_id: str,
+        after: int = 0,
+        *,
+        protocol: str | None = None,
+        protocol_options: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """Follow a running or recently finished stream, replaying events after ``after``,
+        in ``protocol`` (default: ``AI_SSE_PROTOCOL``).
 
         Only the stream's owner (see :meth:`authorize`) may; others get a 404.
         """
         state = self.state()
         # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
         owner = self.current_owner()
-        return sse_response(state.engine.reader(stream_id, after, owner=owner))
+        protocol = protocol or state.settings.protocol
+        reader = state.engine.reader(
+            stream_id, after, owner=owner, protocol=protocol, options=dict(protocol_options or {})
+        )
+        return sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""
@@ -364,6 +435,10 @@ class AISSE:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> ChunkIterator:
         """Normalized chunks for a custom view; closing the iterator closes the upstream.
@@ -371,7 +446,8 @@ class AISSE:
         (Not to be confused with ``ai.task()...stream()``, which returns a Response.)
         """
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -379,10 +455,9 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
-        return ChunkIterator(state.provider.open(request))
+        _with_tools(request, tools, tool_choice, max_steps, schema)
+        return ChunkIterator(self._open(state, request))
 
     def ask(
         self,
@@ -393,11 +468,16 @@ class AISSE:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> Answer:
-        """The whole answer, without streaming."""
+        """The whole answer, without streaming (with ``schema=``, parsed as ``Answer.data``)."""
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -405,17 +485,20 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
+        _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.complete(request, state=state)
 
     def complete(self, request: ChatRequest, *, state: AppState | None = None) -> Answer:
         """The whole answer to an already validated request (stored with a conversation)."""
         state = state or self.state()
         with self._turn(state, request, self.current_owner()) as turn:
-            answer = state.provider.complete(turn.request)
+            if uses_steps(turn.request):
+                answer = complete_steps(self._open(state, turn.request, whole=True))
+            else:
+                answer = state.provider.complete(turn.request)
             turn.answered(answer)
+            state.telemetry.answered(answer, turn.request)  # tokens, cost, budget
             return answer
 
     @property
@@ -462,3 +545,18 @@ class AISSE:
             keepalive_text=keepalive_text,
             flush_interval=flush_interval,
         )
+
+
+def _with_tools(
+    request: ChatRequest,
+    tools: Sequence[Any] | None,
+    tool_choice: str | None,
+    max_steps: int | None,
+    schema: dict[str, Any] | None,
+) -> None:
+    """The Python API's tool arguments onto a validated request (resolved when opened)."""
+    if tools is not None:
+        request.requested_tools = list(tools)
+    request.tool_choice = tool_choice
+    request.max_steps = max_steps
+    request.schema = schema

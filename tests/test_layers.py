@@ -18,8 +18,16 @@ PURE = [
     "flask_ai_sse.sse",
     "flask_ai_sse.chunks",
     "flask_ai_sse._validation",
+    "flask_ai_sse._parts",
+    "flask_ai_sse._tools",
+    "flask_ai_sse._steps",
     "flask_ai_sse._cors",
     "flask_ai_sse._slots",
+    "flask_ai_sse._usage",
+    "flask_ai_sse._budgets",
+    "flask_ai_sse.metrics",
+    "flask_ai_sse._tracing",
+    "flask_ai_sse.signals",
     "flask_ai_sse.providers",
     "flask_ai_sse.providers.openai",
     "flask_ai_sse.providers.anthropic",
@@ -27,6 +35,9 @@ PURE = [
     "flask_ai_sse.providers.http",
     "flask_ai_sse.engine",
     "flask_ai_sse.engine.custom",
+    "flask_ai_sse.protocols",
+    "flask_ai_sse.protocols.openai",
+    "flask_ai_sse.protocols.vercel",
 ]
 
 
