@@ -7,7 +7,7 @@ the end-of-stream log line and token budgets.
                                                │ Telemetry.opening(): span "chat <model>",
                                                │   estimated input, the client key
                                                ▼
-                  provider.open()  (instrumented: upstream count, latency, retries,
+                  provider.open()  (observed by a wrapper: upstream count, latency, retries,
                                                │  fallbacks, child span)
                                                ▼
              Engine.start(observers=[..., StreamWatch, BudgetMeter], wrap=trace context)
@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, Response, has_request_context
 
@@ -39,13 +39,16 @@ from ._budgets import BudgetMeter, Budgets, create_budgets
 from ._usage import cost, estimate_request, settle
 from .chunks import Answer, ChatRequest
 from .errors import AISSEError, ProviderError, StoreError
+from .providers.base import ChunkStream, Provider
+from .providers.fallback import FallbackProvider
 
 if TYPE_CHECKING:
     from ._tracing import Tracer
     from .engine import Generation, Observer
     from .extension import AppState
     from .metrics import Metrics, ModelLabels
-    from .providers import Provider
+
+T = TypeVar("T")
 
 __all__ = ["StreamWatch", "Telemetry", "hash_key"]
 
@@ -96,7 +99,7 @@ class Telemetry:
 
     @classmethod
     def setup(cls, app: Flask, state: AppState) -> Telemetry:
-        """Build what the settings ask for; instrument the provider, listen to the engine."""
+        """Build what the settings ask for; observe the provider, listen to the engine."""
         settings = state.settings.observability
         metrics = models = registry = None
         if settings.metrics is not False:
@@ -126,7 +129,7 @@ class Telemetry:
             key_of=state.guards.client_key,
         )
         if metrics is not None or tracer is not None:
-            telemetry.instrument(state.provider)
+            state.provider = telemetry.observe(state.provider)
             state.engine.listener = telemetry
         return telemetry
 
@@ -179,69 +182,48 @@ class Telemetry:
         finally:
             self.tracer.deactivate(token)
 
-    # -- the upstream, wrapped from outside: the adapters know nothing of this ------
+    # -- the upstream: observed by composition, the adapters know nothing of this --
 
-    def instrument(self, provider: Provider) -> None:
-        """Count upstream calls, latency, retries and fallbacks; trace each call."""
-        from .providers import Provider
-        from .providers.fallback import FallbackProvider
+    def observe(self, provider: Provider) -> Provider:
+        """``provider`` behind an observer that counts and traces every upstream call.
 
-        chain = provider.providers if isinstance(provider, FallbackProvider) else [provider]
-        for position, member in enumerate(chain):
-            if getattr(member, "_ai_sse_instrumented", False):
-                continue  # one provider object serving two apps: counted by the first
-            falls_back = position < len(chain) - 1
-            member.open = self._upstream(member, member.open, falls_back)  # type: ignore[method-assign,assignment]
-            if type(member).complete is not Provider.complete:  # the base's calls open()
-                wrapped = self._upstream(member, member.complete, falls_back)
-                member.complete = wrapped  # type: ignore[method-assign,assignment]
-            transport = getattr(member, "transport", None)
-            if transport is not None and self.metrics is not None:
-                transport.sleep = self._retrying(member.name, transport.sleep)
-            member._ai_sse_instrumented = True  # type: ignore[attr-defined]
+        A fallback chain is rebuilt from observed members, so each member is
+        counted under its own name and a failure that falls back is seen. Retries
+        are heard through the transport's ``on_retry`` hooks. Nothing is patched.
+        """
+        if isinstance(provider, FallbackProvider):
+            last = len(provider.providers) - 1
+            return FallbackProvider(
+                [
+                    _ObservedProvider(member, self, falls_back=position < last)
+                    for position, member in enumerate(provider.providers)
+                ]
+            )
+        return _ObservedProvider(provider, self)
 
-    def _upstream(
-        self, provider: Provider, call: Callable[[ChatRequest], Any], falls_back: bool
-    ) -> Callable[[ChatRequest], Any]:
-        @functools.wraps(call)
-        def instrumented(request: ChatRequest) -> Any:
-            started = time.monotonic()
-            outcome = "ok"
-            try:
-                return call(request)
-            except AISSEError as exc:
-                outcome = exc.type
-                if falls_back and isinstance(exc, ProviderError) and self.metrics is not None:
-                    self.metrics.upstream_fallbacks.labels(provider.name).inc()
-                raise
-            finally:
-                if self.metrics is not None:
-                    self.metrics.upstream_requests.labels(provider.name, outcome).inc()
-                    self.metrics.upstream_latency.labels(provider.name).observe(
-                        time.monotonic() - started
-                    )
-                if self.tracer is not None:
-                    self.tracer.step(
-                        f"ai_sse.upstream {provider.name}",
-                        started,
-                        {
-                            "gen_ai.provider.name": provider.name,
-                            "gen_ai.request.model": request.model,
-                            "ai_sse.upstream.outcome": outcome,
-                        },
-                        error_type=None if outcome == "ok" else outcome,
-                    )
+    def upstream_called(
+        self, provider: str, request: ChatRequest, outcome: str, started: float, *, falls_back: bool
+    ) -> None:
+        if self.metrics is not None:
+            if falls_back and outcome != "ok":
+                self.metrics.upstream_fallbacks.labels(provider).inc()
+            self.metrics.upstream_requests.labels(provider, outcome).inc()
+            self.metrics.upstream_latency.labels(provider).observe(time.monotonic() - started)
+        if self.tracer is not None:
+            self.tracer.step(
+                f"ai_sse.upstream {provider}",
+                started,
+                {
+                    "gen_ai.provider.name": provider,
+                    "gen_ai.request.model": request.model,
+                    "ai_sse.upstream.outcome": outcome,
+                },
+                error_type=None if outcome == "ok" else outcome,
+            )
 
-        return instrumented
-
-    def _retrying(self, provider: str, sleep: Callable[[float], None]) -> Callable[[float], None]:
-        counter = self.metrics.upstream_retries.labels(provider)  # type: ignore[union-attr]
-
-        def counted(seconds: float) -> None:
-            counter.inc()
-            sleep(seconds)
-
-        return counted
+    def upstream_retrying(self, provider: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_retries.labels(provider).inc()
 
     # -- the engine's readers (EngineListener) --------------------------------------
 
@@ -479,3 +461,48 @@ class StreamWatch:
             " ".join(f"{k}={v}" for k, v in fields.items() if v is not None),
             extra={"ai_sse": fields},
         )
+
+
+class _ObservedProvider(Provider):
+    """A provider whose every call ``telemetry`` hears of: a wrapper, not a patch."""
+
+    def __init__(self, inner: Provider, telemetry: Telemetry, *, falls_back: bool = False) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]  # the wrapped adapter's, per instance
+        self._telemetry = telemetry
+        self._falls_back = falls_back
+        hooks = getattr(getattr(inner, "transport", None), "on_retry", None)
+        if hooks is not None:
+            hooks.append(functools.partial(telemetry.upstream_retrying, inner.name))
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    def open(self, request: ChatRequest) -> ChunkStream:
+        return self._observed(self.inner.open, request)
+
+    def complete(self, request: ChatRequest) -> Answer:
+        return self._observed(self.inner.complete, request)
+
+    def _observed(self, call: Callable[[ChatRequest], T], request: ChatRequest) -> T:
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return call(request)
+        except AISSEError as exc:
+            outcome = exc.type
+            raise
+        finally:
+            self._telemetry.upstream_called(
+                self.name, request, outcome, started, falls_back=self._falls_back
+            )
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # What an adapter offers beyond the Provider interface (``base_url``, a fake's
+        # ``requests``) reads through.
+        return getattr(self.inner, name)
