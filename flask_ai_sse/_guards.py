@@ -33,6 +33,7 @@ from . import constants as C
 from ._budgets import Budgets
 from ._cors import CorsPolicy
 from ._csrf import SAME_ORIGIN, from_trusted_page, may_change_state
+from ._redis_client import is_redis_failure, limiter_storage_options
 from ._request import requested_event_id
 from ._sendwatch import SendWatch
 from ._settings import GuardSettings
@@ -98,7 +99,9 @@ class RateLimit:
         except (HTTPException, AISSEError):
             raise  # e.g. abort(401) from the authorize hook, called by the key function
         except Exception as exc:
-            if _is_storage_error(exc):
+            from limits.errors import StorageError
+
+            if isinstance(exc, StorageError) or is_redis_failure(exc):
                 raise StoreError("The rate limit storage is unavailable.") from exc
             raise
 
@@ -110,18 +113,6 @@ class RateLimit:
         except Exception:  # the storage failing here must not hide the 429
             logger.debug("could not read the rate limit window", exc_info=True)
         return float(exc.limit.limit.get_expiry())
-
-
-def _is_storage_error(exc: BaseException) -> bool:
-    from limits.errors import StorageError
-
-    if isinstance(exc, StorageError | ConnectionError | TimeoutError):
-        return True
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - depends on the install
-        return False
-    return isinstance(exc, redis.RedisError)
 
 
 def _internal_limiter(
@@ -139,6 +130,7 @@ def _internal_limiter(
     limiter = Limiter(
         client_key,
         storage_uri=settings.rate_limit_storage,
+        storage_options=limiter_storage_options(settings.rate_limit_storage, settings.redis),
         strategy=settings.rate_limit_strategy,
         key_prefix=SCOPE,
         headers_enabled=False,
@@ -215,18 +207,22 @@ class Guards:
         slots = None
         if settings.max_streams_per_key:
             slots = create_slots(
-                settings.slots_url, settings.max_streams_per_key, lease=settings.slot_lease
+                settings.slots_url,
+                settings.max_streams_per_key,
+                lease=settings.slot_lease,
+                options=settings.redis,
             )
         connections = None
         if settings.max_connections_per_key:
-            # A connection lasts no longer than the stream it reads (or the send timeout
-            # drops it): the slots' lease fits it too.
+            # Counted like generations: in Redis, leases this process renews while it
+            # holds them, so a worker that dies frees its clients' places.
             connections = create_slots(
                 settings.slots_url,
                 settings.max_connections_per_key,
                 lease=settings.slot_lease,
                 name=C.MAX_CONNECTIONS_PER_KEY,
                 prefix="ai_sse:connections:",
+                options=settings.redis,
             )
         return cls(
             client_key,
