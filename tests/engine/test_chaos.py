@@ -123,6 +123,8 @@ def test_chaos_every_client_ends_once_with_a_prefix_of_its_answer(gunicorn_serve
             "AI_SSE_DISCONNECT_GRACE": 10,
             "AI_SSE_PERSIST_INTERVAL": 2,
             "AI_SSE_PERSIST_EVERY": 1000,
+            # Hundreds of streams from one address here: no per-key connection cap.
+            "AI_SSE_MAX_CONNECTIONS_PER_KEY": None,
         }
         servers = [
             gunicorn_server(settings, app=APP, extra_args=["--worker-connections", "2000"])

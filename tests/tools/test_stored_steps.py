@@ -173,7 +173,9 @@ def test_a_cancel_during_a_tool_leaves_every_stored_call_answered(stack: Stack) 
         if any(e.event == "tool_result" for e in events):
             break
     start = events[0].json()
-    cancel = requests.post(f"{stack.url}/ai/streams/{start['stream_id']}/cancel", timeout=5)
+    cancel = requests.post(
+        f"{stack.url}/ai/streams/{start['stream_id']}/cancel", json={}, timeout=5
+    )
     assert cancel.status_code == 202
     for chunk in body:
         events += [e for e in decoder.feed(chunk) if isinstance(e, ServerSentEvent)]
