@@ -339,7 +339,6 @@ def test_a_burst_of_300_new_streams_gets_no_503_from_redis_pools(gunicorn_server
             AI_SSE_RATE_LIMIT="100000/minute",
             AI_SSE_RATE_LIMIT_STORAGE=redis_server.url(1),
             AI_SSE_MAX_STREAMS_PER_KEY=1000,
-            AI_SSE_MAX_CONNECTIONS_PER_KEY=1000,  # connection slots on Redis too
             AI_SSE_MAX_STREAMS_STORAGE=redis_server.url(2),
             AI_SSE_REDIS_MAX_CONNECTIONS=10,
         ),
