@@ -260,7 +260,14 @@ export class AIStream {
       try {
         const response = await this.client._fetch(
           `${this.client.prefix}/streams/${encodeURIComponent(this.streamId)}/cancel`,
-          { method: "POST", keepalive: true },
+          // A JSON body: a request only a page the CORS policy admits can send, so the
+          // server takes it for no cross-site forgery (docs/security.rst).
+          {
+            method: "POST",
+            keepalive: true,
+            headers: { "Content-Type": "application/json" },
+            body: "{}",
+          },
         );
         told = response.ok;
       } catch {
