@@ -27,6 +27,7 @@ from ._turn import MESSAGE_META_OPTION, Conversations, Turn
 from ._validation import validate
 from .chunks import Answer, ChatRequest, Chunk, Message
 from .engine import Engine, Generation, Observer, create_store
+from .engine.opening import open_within
 from .errors import AISSEError, ValidationError
 from .providers import Provider, build_provider
 from .providers.base import ChunkStream
@@ -298,14 +299,17 @@ class AISSE:
         observers: Sequence[Observer] = (),
         state: AppState | None = None,
     ) -> Generation:
-        """Open the upstream request (status known on return) and start producing.
+        """Open the upstream request and start producing.
 
+        The provider's status is awaited up to ``AI_SSE_KEEPALIVE`` seconds: a failure
+        by then raises (an HTTP error); a slower head is awaited by the producer
+        while the response starts (see :mod:`flask_ai_sse.engine.opening`).
         With ``request.conversation_id`` (and persistence on), the turn is stored
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
         with self._turn(state, request, owner) as turn:
-            chunks = state.provider.open(turn.request)
+            chunks = open_within(state.provider, turn.request, state.settings.engine.keepalive)
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,

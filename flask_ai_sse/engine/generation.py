@@ -150,6 +150,7 @@ class Generation:
             self.store.append(stream_id, entries)
 
     def _finish(self) -> None:
+        self.answer.provider = self.chunks.provider  # who answered, once a late open is known
         entries: list[bytes] = []
         rest = self.sentences.flush() if self.sentences is not None else ""
         if rest:  # whatever ends the stream, no text it produced is withheld

@@ -4,6 +4,8 @@ Here, and only here, ``requests``/``urllib3``/socket/JSON errors become the
 project's exception tree (``raise ... from exc``). :class:`HTTPTransport` posts
 with timeouts (connect, read-idle, total) and retries before the first byte,
 iterates a body, and :func:`shutdown` ends a response's socket from any greenlet.
+A post given an :class:`~.base.AbortSignal` can be stopped from another greenlet
+while it connects, waits for the status or backs off before a retry.
 
 Nothing is retried once a stream has begun: text may already be on its way.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import http.client
 import json
 import logging
@@ -19,6 +22,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -27,6 +31,7 @@ from typing import Any, Protocol
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .._version import __version__
 from ..errors import (
@@ -36,7 +41,7 @@ from ..errors import (
     ProviderStatusError,
     ProviderTimeout,
 )
-from .base import ProviderConfig
+from .base import AbortSignal, ProviderConfig
 
 logger = logging.getLogger("flask_ai_sse.providers")
 
@@ -139,7 +144,7 @@ class HTTPTransport:
         self._secrets = tuple(s for s in secrets if s)
         self.session = requests.Session()
         # pool_block=False: past pool_size, extra connections open and are dropped after use.
-        adapter = HTTPAdapter(
+        adapter = _AbortableAdapter(
             pool_connections=4, pool_maxsize=max(1, config.pool_size), max_retries=0
         )
         self.session.mount("http://", adapter)
@@ -173,7 +178,14 @@ class HTTPTransport:
         """The monotonic time at which the total timeout runs out, from now."""
         return time.monotonic() + self.config.total_timeout
 
-    def post(self, url: str, body: Mapping[str, Any], *, deadline: float) -> requests.Response:
+    def post(
+        self,
+        url: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: float,
+        abort: AbortSignal | None = None,
+    ) -> requests.Response:
         """POST and return once the status is known and good, retrying before the first byte.
 
         Connection errors, connect timeouts, 408/409/429 and 5xx are retried with
@@ -182,6 +194,9 @@ class HTTPTransport:
         total timeout) is not waited: the error is raised at once, with its
         ``retry_after``, so the client can be told when to come back.
         A read timeout is not retried: each try would cost another ``read_timeout``.
+
+        ``abort`` fired from another greenlet shuts the connection in use (a FIN
+        upstream) and ends a backoff at once: the post raises a connection error.
         """
         config = self.config
         # Prepared once and sent as is: Session.post would merge cookies, hooks, auth and
@@ -191,19 +206,26 @@ class HTTPTransport:
         attempt = 0
         while True:
             cause: BaseException | None = None
+            if abort is not None and abort.aborted:
+                raise self.stopped()
             try:
-                response = self.session.send(
-                    prepared.copy(),
-                    stream=True,
-                    timeout=(config.connect_timeout, config.read_timeout),
-                    allow_redirects=False,
-                )
+                with _abortable(abort):
+                    response = self.session.send(
+                        prepared.copy(),
+                        stream=True,
+                        timeout=(config.connect_timeout, config.read_timeout),
+                        allow_redirects=False,
+                    )
             except requests.RequestException as exc:
+                if abort is not None and abort.aborted:
+                    raise self.stopped() from exc
                 cause, error = exc, self.transport_error(exc, phase="connect")
                 retryable = not isinstance(exc, requests.ReadTimeout)
                 retry_after = None
             else:
                 if response.status_code < 400:
+                    if abort is not None:  # the caller may not hold the response yet
+                        abort.on_abort(functools.partial(shutdown, response))
                     return response
                 error = self.status_error(response)
                 retryable = response.status_code in RETRY_STATUSES or response.status_code >= 500
@@ -224,7 +246,10 @@ class HTTPTransport:
                 config.max_retries,
                 wait,
             )
-            self.sleep(wait)
+            if abort is None:
+                self.sleep(wait)
+            elif abort.wait(wait):
+                raise self.stopped()
             attempt += 1
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -249,6 +274,12 @@ class HTTPTransport:
             provider=self.provider,
             upstream_status=status,
             retry_after=parse_retry_after(response.headers),
+        )
+
+    def stopped(self) -> ProviderConnectionError:
+        """What an aborted post raises (its caller asked for it, and ignores it)."""
+        return ProviderConnectionError(
+            f"The request to the {self.provider} provider was stopped.", provider=self.provider
         )
 
     def transport_error(self, exc: BaseException, *, phase: str) -> ProviderError:
@@ -342,3 +373,67 @@ def shutdown(response: requests.Response) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- aborting an open before its status is known ---------------------------------------
+#
+# urllib3 picks the connection deep inside ``session.send``; the pools below tell the
+# abort signal of the post running in this greenlet (or thread) which connection that
+# is, so that ``abort()`` can shut its socket while the post waits for the status line.
+
+_OPENING: dict[int, AbortSignal] = {}
+
+
+@contextlib.contextmanager
+def _abortable(abort: AbortSignal | None) -> Iterator[None]:
+    if abort is None:
+        yield
+        return
+    # Looked up at call time: under gevent's patched threading this is the greenlet's id.
+    key = threading.get_ident()
+    _OPENING[key] = abort
+    try:
+        yield
+    finally:
+        _OPENING.pop(key, None)
+        abort.on_abort(None)
+
+
+def _shut_connection(connection: Any) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _claimed(connection: Any) -> Any:
+    abort = _OPENING.get(threading.get_ident())
+    if abort is not None:
+        abort.on_abort(functools.partial(_shut_connection, connection))
+    return connection
+
+
+class _AbortableHTTPPool(HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _claimed(super()._get_conn(timeout))
+
+
+class _AbortableHTTPSPool(HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _claimed(super()._get_conn(timeout))
+
+
+_POOLS = {"http": _AbortableHTTPPool, "https": _AbortableHTTPSPool}
+
+
+class _AbortableAdapter(HTTPAdapter):
+    """requests' adapter over the pools above (same pooling, same settings)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
