@@ -41,6 +41,7 @@ STREAM_TIMEOUT: Final = "AI_SSE_STREAM_TIMEOUT"
 FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
 PROGRESS_EVERY: Final = "AI_SSE_PROGRESS_EVERY"
 SENTENCE_MODE: Final = "AI_SSE_SENTENCE_MODE"
+SHUTDOWN_TIMEOUT: Final = "AI_SSE_SHUTDOWN_TIMEOUT"
 
 # -- HTTP --------------------------------------------------------------------------------
 URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
@@ -104,6 +105,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     FLUSH_INTERVAL: 0.0,
     PROGRESS_EVERY: 0,
     SENTENCE_MODE: False,
+    SHUTDOWN_TIMEOUT: None,
     # HTTP
     URL_PREFIX: "/ai",
     REGISTER_BLUEPRINT: True,

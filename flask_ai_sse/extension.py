@@ -308,7 +308,8 @@ class AISSE:
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
-        with self._turn(state, request, owner) as turn:
+        # A worker that shuts down takes no new stream (503 shutting_down).
+        with state.engine.admission.admit(), self._turn(state, request, owner) as turn:
             chunks = open_within(state.provider, turn.request, state.settings.engine.keepalive)
             return state.engine.start(
                 chunks,

@@ -29,6 +29,7 @@ from ..sse import encode, encode_comment
 from .generation import Generation, Observer
 from .protocol import event_id
 from .reader import StreamReader
+from .shutdown import Admission, track
 from .store import MemoryStore, StreamStore
 
 __all__ = [
@@ -72,6 +73,8 @@ class EngineSettings:
     flush_interval: float = C.DEFAULTS[C.FLUSH_INTERVAL]
     progress_every: int = C.DEFAULTS[C.PROGRESS_EVERY]
     sentence_mode: bool = C.DEFAULTS[C.SENTENCE_MODE]
+    #: Seconds a shutting-down worker lets its generations run (``None``: the server's bound).
+    shutdown_timeout: float | None = C.DEFAULTS[C.SHUTDOWN_TIMEOUT]
 
 
 class Engine:
@@ -93,6 +96,9 @@ class Engine:
         self._tick = min(1.0, max(0.05, min(limits, default=4.0) / 4))
         self._keepalive_bytes = encode_comment("keepalive")
         self._retry_bytes = encode(retry=settings.retry)
+        #: New streams are refused once the process drains (see :mod:`.shutdown`).
+        self.admission = Admission()
+        track(self)
 
     @staticmethod
     def new_stream_id() -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..chunks import AnswerBuilder, Chunk
-from ..errors import AISSEError, StreamTimeout
+from ..errors import AISSEError, ShuttingDown, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
 from .protocol import DONE, encode_chunk, encode_event
@@ -96,7 +96,8 @@ class Generation:
         spawn(self.run, name=f"ai-sse-{self.stream_id[:8]}")
 
     def abort(self, reason: str) -> None:
-        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected or timeout."""
+        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected, timeout
+        or shutting_down (the last two end the stream with an ``error`` event)."""
         if self.abort_reason is None and not self.done.is_set():
             self.abort_reason = reason
             self.chunks.abort()
@@ -158,6 +159,8 @@ class Generation:
         reason = self.abort_reason
         if reason == "timeout":
             self.error = StreamTimeout()
+        elif reason == "shutting_down":
+            self.error = ShuttingDown()
         elif reason is not None:
             self.error = None  # whatever the aborted read raised was our own doing
             self.status = "cancelled"

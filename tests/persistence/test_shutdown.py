@@ -1,0 +1,103 @@
+"""SIGTERM to a real gunicorn gevent server with the library's shutdown hooks
+(``tests/apps/gunicorn_hooks.py``): generations finish, or end clearly, never ``streaming``.
+
+The server runs with ``--graceful-timeout 5``: the drain's budget is at most 3 s.
+The stored messages are read from the database once the server has exited.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from ..apps.persist_app import SLOW_TEXT, STEADY_TEXT, create_app
+from ..helpers import Server
+from .test_server import APP, SERVER_CONFIG, LiveStream, create
+
+pytestmark = pytest.mark.server
+
+HOOKS = ["-c", "python:tests.apps.gunicorn_hooks"]
+
+
+def stored(database: dict[str, Any], ids: list[int]) -> dict[int, Any]:
+    """The messages ``ids`` as the database holds them (status, content, meta)."""
+    app = create_app(dict(database))
+    db = app.extensions["test_db"]
+    model = app.extensions["ai_sse"].extension.Message
+    with app.app_context():
+        rows = db.session.query(model).filter(model.id.in_(ids)).all()
+        found = {m.id: (m.status, m.content, m.meta) for m in rows}
+        db.session.remove()
+        db.engine.dispose()
+    return found
+
+
+def start_unread(server: Server, prompt: str) -> dict[str, Any]:
+    """A stream whose client reads its ``start`` event, then leaves."""
+    live = LiveStream(server, prompt, create(server))
+    live.read(1)
+    live.resp.close()
+    return live.start
+
+
+def stop(server: Server) -> float:
+    """SIGTERM to the master; the seconds until every process of the server exited.
+
+    The worker must have exited by itself: gunicorn's master SIGKILLs one still there
+    at ``graceful_timeout`` and says so in its log.
+    """
+    began = time.monotonic()
+    server.stop(signal.SIGTERM, timeout=20)
+    took = time.monotonic() - began
+    log = server.output()
+    assert server.proc.returncode == 0, log
+    assert "SIGKILL" not in log and "graceful timeout" not in log, log
+    return took
+
+
+def test_sigterm_lets_unread_generations_finish(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """Policy ``finish``, nobody reading: without the hooks the worker exits at once and
+    kills them (left ``streaming``); with them, they run to the end."""
+    config = {**database, **SERVER_CONFIG, "AI_SSE_DISCONNECT_POLICY": "finish"}
+    server = gunicorn_server(config, app=APP, extra_args=[*HOOKS, "--log-level", "info"])
+    starts = [start_unread(server, f"steady {i}") for i in range(5)]
+    stop(server)
+    messages = stored(database, [s["message_id"] for s in starts])
+    assert [status for status, _, _ in messages.values()] == ["completed"] * 5
+    assert all(content == STEADY_TEXT for _, content, _ in messages.values())
+
+
+def test_what_cannot_finish_in_time_ends_with_shutting_down(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """A 0.5 s budget against 20 s answers: the reader gets the ``shutting_down`` error
+    and [DONE]; the read and the unread answers are stored ``failed``."""
+    config = {
+        **database,
+        **SERVER_CONFIG,
+        "AI_SSE_DISCONNECT_POLICY": "finish",
+        "AI_SSE_SHUTDOWN_TIMEOUT": 0.5,
+    }
+    server = gunicorn_server(config, app=APP, extra_args=HOOKS)
+    unread = start_unread(server, "slow and unread")
+    live = LiveStream(server, "slow and read", create(server))
+    live.read(3)
+    server.proc.send_signal(signal.SIGTERM)
+    live.read()  # to the end of the response
+    error = [e for e in live.events if e.event == "error"]
+    assert [json.loads(e.data)["error"]["type"] for e in error] == ["shutting_down"]
+    assert live.events[-1].data == "[DONE]"
+    assert live.text and SLOW_TEXT.startswith(live.text) and live.text != SLOW_TEXT
+    stop(server)
+    messages = stored(database, [unread["message_id"], live.start["message_id"]])
+    for status, content, meta in messages.values():
+        assert (status, meta["reason"]) == ("failed", "shutting_down")
+        assert meta["error"]["type"] == "shutting_down"
+        assert content and SLOW_TEXT.startswith(content)
+    assert messages[live.start["message_id"]][1] == live.text
