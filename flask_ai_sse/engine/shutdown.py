@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import ShuttingDown
@@ -73,16 +73,17 @@ def track(engine: Engine) -> None:
     _engines.add(engine)
 
 
-def drain(limit: float) -> bool:
-    """Drain every engine of this process; True when no generation had to be ended.
+def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
+    """Drain every engine of this process (or ``engines``); True when no generation
+    had to be ended.
 
     Each engine waits its own ``AI_SSE_SHUTDOWN_TIMEOUT`` seconds, at most ``limit``
     (the server's own bound, less a margin); ``None`` as its setting means ``limit``.
-    Blocks the calling greenlet or thread.
+    Blocks the calling greenlet or thread. A drained engine takes no new stream again.
     """
     began = time.monotonic()
     plans: list[tuple[Engine, float]] = []
-    for engine in list(_engines):
+    for engine in list(_engines if engines is None else engines):
         engine.admission.draining = True
         own = engine.settings.shutdown_timeout
         budget = limit if own is None else min(own, limit)
