@@ -20,7 +20,8 @@ worker_connections = 2000
 # For gevent workers this is the heartbeat timeout, not a request timeout: streams may
 # run far longer. A worker blocked this long (CPU-bound) is restarted.
 timeout = 30
-# On reload/shutdown, running streams get this long to finish before being cut.
+# On reload/shutdown, running streams get this long to finish; with the hooks below,
+# generations nobody reads too, and what cannot finish ends with a clear error.
 graceful_timeout = 120
 keepalive = 5
 accesslog = "-"
@@ -29,3 +30,17 @@ accesslog = "-"
 def when_ready(server: object) -> None:
     host, _, port = bind.rpartition(":")
     print(f"\n  flask-ai-sse demo ready: open http://{host or '127.0.0.1'}:{port}/\n", flush=True)
+
+
+# flask-ai-sse's shutdown hooks (docs/deployment.rst, "Shutdown"). Imported inside the
+# hooks, in the worker: the master must not import requests before gevent patches ssl.
+def post_worker_init(worker: object) -> None:
+    from flask_ai_sse.gunicorn import post_worker_init
+
+    post_worker_init(worker)
+
+
+def worker_exit(server: object, worker: object) -> None:
+    from flask_ai_sse.gunicorn import worker_exit
+
+    worker_exit(server, worker)
