@@ -101,3 +101,31 @@ def test_what_cannot_finish_in_time_ends_with_shutting_down(
         assert meta["error"]["type"] == "shutting_down"
         assert content and SLOW_TEXT.startswith(content)
     assert messages[live.start["message_id"]][1] == live.text
+
+
+def test_a_worker_that_exits_by_itself_drains_with_its_heartbeat(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """``--max-requests 1``: the worker leaves after one stream, with no signal; it drains
+    in ``worker_exit`` for 2.5 s, past ``--timeout 1``, and the master (which kills a
+    worker silent for that long) leaves it be: its heartbeat goes on meanwhile."""
+    config = {
+        **database,
+        **SERVER_CONFIG,
+        "AI_SSE_DISCONNECT_POLICY": "finish",
+        "AI_SSE_SHUTDOWN_TIMEOUT": 2.5,
+    }
+    extra = [*HOOKS, "--timeout", "1", "--max-requests", "1", "--log-level", "info"]
+    server = gunicorn_server(config, app=APP, extra_args=extra)
+    message_id = start_unread(server, "slow and unread")["message_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status, content, meta = stored(database, [message_id])[message_id]
+        if status != "streaming" or "WORKER TIMEOUT" in server.output():
+            break
+        time.sleep(0.2)  # polling the database, not an assertion
+    log = server.output()
+    assert "WORKER TIMEOUT" not in log and "SIGKILL" not in log, log
+    assert (status, meta["reason"]) == ("failed", "shutting_down"), log
+    assert content and SLOW_TEXT.startswith(content)
+    stop(server)
