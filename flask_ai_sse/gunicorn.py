@@ -81,6 +81,7 @@ class _Drainer:
         """Until the drain returned (it is bounded; this bound only guards against a bug)."""
         self.start(self.limit)
         give_up = time.monotonic() + self.limit + ABORT_WAIT + MARGIN
+        self._beat()
         while not self.finished.wait(0.5) and time.monotonic() < give_up:
             self._beat()
         if self._heartbeat is not None:

@@ -107,15 +107,15 @@ def test_a_worker_that_exits_by_itself_drains_with_its_heartbeat(
     gunicorn_server: Any, database: dict[str, Any]
 ) -> None:
     """``--max-requests 1``: the worker leaves after one stream, with no signal; it drains
-    in ``worker_exit`` for 2.5 s, past ``--timeout 1``, and the master (which kills a
+    in ``worker_exit`` for 4 s, past ``--timeout 2``, and the master (which kills a
     worker silent for that long) leaves it be: its heartbeat goes on meanwhile."""
     config = {
         **database,
         **SERVER_CONFIG,
         "AI_SSE_DISCONNECT_POLICY": "finish",
-        "AI_SSE_SHUTDOWN_TIMEOUT": 2.5,
+        "AI_SSE_SHUTDOWN_TIMEOUT": 4,
     }
-    extra = [*HOOKS, "--timeout", "1", "--max-requests", "1", "--log-level", "info"]
+    extra = [*HOOKS, "--timeout", "2", "--graceful-timeout", "8", "--max-requests", "1"]
     server = gunicorn_server(config, app=APP, extra_args=extra)
     message_id = start_unread(server, "slow and unread")["message_id"]
     deadline = time.monotonic() + 20
