@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ._guards import Guards, install_cors
+from ._protocol_routes import add_protocol_routes, requested_protocol
 from ._request import read_json_body, requested_event_id
 from ._validation import validate_body, validate_query
 from .engine import Observer
@@ -59,19 +60,19 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         state = ai.state()
         limits = state.settings.limits
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
-        return ai.serve(chat, observers=observers, state=state)
+        return ai.serve(chat, observers=observers, state=state, protocol=requested_protocol())
 
     @route("/stream", ["GET"], spends=True, resumable=True)
     def stream_get(observers: Sequence[Observer]) -> Response:
         state = ai.state()
         chat = validate_query(request.args, state.settings.limits, state.provider.model)
-        return ai.serve(chat, observers=observers, state=state)
+        return ai.serve(chat, observers=observers, state=state, protocol=requested_protocol())
 
     @route("/streams/<stream_id>", ["GET"])
     def stream_attach(stream_id: str) -> Response:
         parsed = requested_event_id()
         after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0
-        return ai.attach(stream_id, after)
+        return ai.attach(stream_id, after, protocol=requested_protocol())
 
     @route("/streams/<stream_id>/cancel", ["POST"])
     def stream_cancel(stream_id: str) -> tuple[Response, int]:
@@ -85,6 +86,8 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         limits = state.settings.limits
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
         return jsonify(ai.complete(chat, state=state).to_dict())
+
+    add_protocol_routes(route, ai)
 
     if ai._persistence is not None:
         ai._persistence.add_routes(

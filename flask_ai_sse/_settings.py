@@ -20,6 +20,7 @@ from ._cors import CorsPolicy
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
+from .protocols import PROTOCOLS
 from .providers.base import ProviderConfig
 
 #: The URL schemes of a Redis server (stream store, slots).
@@ -86,6 +87,8 @@ class Settings:
     persistence: PersistenceSettings
     url_prefix: str
     register_blueprint: bool
+    #: The wire protocol of streams whose request does not choose one.
+    protocol: str
 
 
 #: How old a ``streaming`` message must be to count as interrupted when the stream
@@ -213,6 +216,7 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         persistence=_persistence(r, engine),
         url_prefix=r.required_text(C.URL_PREFIX),
         register_blueprint=r.flag(C.REGISTER_BLUEPRINT),
+        protocol=r.choice(C.PROTOCOL, tuple(PROTOCOLS)),
     )
 
 

@@ -42,6 +42,7 @@ FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
 PROGRESS_EVERY: Final = "AI_SSE_PROGRESS_EVERY"
 SENTENCE_MODE: Final = "AI_SSE_SENTENCE_MODE"
 SHUTDOWN_TIMEOUT: Final = "AI_SSE_SHUTDOWN_TIMEOUT"
+PROTOCOL: Final = "AI_SSE_PROTOCOL"
 
 # -- HTTP --------------------------------------------------------------------------------
 URL_PREFIX: Final = "AI_SSE_URL_PREFIX"
@@ -106,6 +107,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     PROGRESS_EVERY: 0,
     SENTENCE_MODE: False,
     SHUTDOWN_TIMEOUT: None,
+    PROTOCOL: "default",
     # HTTP
     URL_PREFIX: "/ai",
     REGISTER_BLUEPRINT: True,

@@ -29,6 +29,7 @@ from .chunks import Answer, ChatRequest, Chunk, Message
 from .engine import Engine, Generation, Observer, create_store
 from .engine.opening import open_within
 from .errors import AISSEError, ValidationError
+from .protocols import PROTOCOLS
 from .providers import Provider, build_provider
 from .providers.base import ChunkStream
 from .task import Task
@@ -232,6 +233,11 @@ class AISSE:
 
     # -- the Python API ---------------------------------------------------------
 
+    @staticmethod
+    def _validate(state: AppState, **fields: Any) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's."""
+        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
+
     def ask_stream(
         self,
         prompt: str | None = None,
@@ -242,9 +248,13 @@ class AISSE:
         temperature: float | None = None,
         max_tokens: int | None = None,
         conversation: Any = None,
+        protocol: str | None = None,
         **options: Any,
     ) -> Response:
         """Stream an answer as an SSE response (the wire format: docs/wire.rst).
+
+        ``protocol``: ``default``, ``vercel`` or ``openai`` (default: ``AI_SSE_PROTOCOL``;
+        see docs/frontends.rst).
 
         A request carrying a ``Last-Event-ID`` of a live stream (a browser
         ``EventSource`` reconnecting) resumes that stream instead of starting a
@@ -256,7 +266,8 @@ class AISSE:
         conversation_id = None
         if conversation is not None:
             conversation_id = str(getattr(conversation, "id", conversation))
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -265,10 +276,8 @@ class AISSE:
             max_tokens=max_tokens,
             conversation_id=conversation_id,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
-        return self.serve(request, state=state)
+        return self.serve(request, state=state, protocol=protocol)
 
     def serve(
         self,
@@ -276,20 +285,38 @@ class AISSE:
         *,
         observers: Sequence[Observer] = (),
         state: AppState | None = None,
+        protocol: str | None = None,
+        protocol_options: Mapping[str, Any] | None = None,
     ) -> Response:
         """Resume the stream the request's ``Last-Event-ID`` names, or start a new one.
 
         ``observers`` follow the generation (e.g. a concurrency slot to free at its end).
+        ``protocol`` is the wire format (``protocol_options`` go to its encoder).
         """
         state = state or self.state()
+        protocol = protocol or state.settings.protocol
         if has_request_context():
             resumed = requested_event_id()
             if resumed is not None:
                 # A reconnect to a stream that is gone is a 404: no second generation.
-                return self.attach(*resumed)
+                return self.attach(*resumed, protocol=protocol, protocol_options=protocol_options)
         owner = self.current_owner()
         generation = self.start_generation(request, owner=owner, observers=observers, state=state)
-        return sse_response(state.engine.follow(generation.stream_id))
+        return self.follow_response(generation, protocol, protocol_options, state=state)
+
+    def follow_response(
+        self,
+        generation: Generation,
+        protocol: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        state: AppState | None = None,
+    ) -> Response:
+        """The response that follows a generation just started, in ``protocol``."""
+        state = state or self.state()
+        options = {"created": generation.meta.get("created", 0), **(options or {})}
+        reader = state.engine.follow(generation.stream_id, protocol=protocol, options=options)
+        return sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def start_generation(
         self,
@@ -345,15 +372,27 @@ class AISSE:
             turn.failed(exc)
             raise
 
-    def attach(self, stream_id: str, after: int = 0) -> Response:
-        """Follow a running or recently finished stream, replaying events after ``after``.
+    def attach(
+        self,
+        stream_id: str,
+        after: int = 0,
+        *,
+        protocol: str | None = None,
+        protocol_options: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """Follow a running or recently finished stream, replaying events after ``after``,
+        in ``protocol`` (default: ``AI_SSE_PROTOCOL``).
 
         Only the stream's owner (see :meth:`authorize`) may; others get a 404.
         """
         state = self.state()
         # The hook runs before the lookup, so that its 401 cannot tell which ids exist.
         owner = self.current_owner()
-        return sse_response(state.engine.reader(stream_id, after, owner=owner))
+        protocol = protocol or state.settings.protocol
+        reader = state.engine.reader(
+            stream_id, after, owner=owner, protocol=protocol, options=dict(protocol_options or {})
+        )
+        return sse_response(reader, headers=PROTOCOLS[protocol].headers)
 
     def cancel(self, stream_id: str) -> bool:
         """Stop a generation and its upstream request; False when unknown or not yours."""
@@ -376,7 +415,8 @@ class AISSE:
         (Not to be confused with ``ai.task()...stream()``, which returns a Response.)
         """
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -384,8 +424,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return ChunkIterator(state.provider.open(request))
 
@@ -402,7 +440,8 @@ class AISSE:
     ) -> Answer:
         """The whole answer, without streaming."""
         state = self.state()
-        request = validate(
+        request = self._validate(
+            state,
             prompt=prompt,
             messages=messages,
             system=system,
@@ -410,8 +449,6 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
-            limits=state.settings.limits,
-            default_model=state.provider.model,
         )
         return self.complete(request, state=state)
 

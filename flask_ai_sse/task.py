@@ -51,9 +51,9 @@ class Task:
     def _call(self) -> dict[str, Any]:
         return {"messages": list(self._messages), **self._kwargs, **self._options}
 
-    def stream(self) -> Response:
-        """An SSE response, as :meth:`AISSE.ask_stream`."""
-        return self._ai.ask_stream(**self._call())
+    def stream(self, *, protocol: str | None = None) -> Response:
+        """An SSE response, as :meth:`AISSE.ask_stream` (``protocol``: its wire format)."""
+        return self._ai.ask_stream(**self._call(), protocol=protocol)
 
     def ask(self) -> Answer:
         return self._ai.ask(**self._call())

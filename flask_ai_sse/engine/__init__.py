@@ -24,10 +24,9 @@ from typing import Any
 
 from .. import constants as C
 from ..errors import ConfigurationError, NotFound, StoreError
+from ..protocols import PROTOCOLS, create_encoder
 from ..providers.base import ChunkStream
-from ..sse import encode, encode_comment
 from .generation import Generation, Observer
-from .protocol import event_id
 from .reader import StreamReader
 from .shutdown import Admission, track
 from .store import MemoryStore, StreamStore
@@ -94,8 +93,6 @@ class Engine:
             if t > 0
         ]
         self._tick = min(1.0, max(0.05, min(limits, default=4.0) / 4))
-        self._keepalive_bytes = encode_comment("keepalive")
-        self._retry_bytes = encode(retry=settings.retry)
         #: New streams are refused once the process drains (see :mod:`.shutdown`).
         self.admission = Admission()
         track(self)
@@ -118,6 +115,8 @@ class Engine:
         stream_id = stream_id or self.new_stream_id()
         start_data = {"stream_id": stream_id, "model": chunks.model, "provider": chunks.provider}
         start_data.update(start or {})
+        # When it started, for protocols that stamp every event with it (the same for all).
+        meta = {"created": int(time.time()), **(meta or {})}
         generation = Generation(
             stream_id=stream_id,
             store=self.store,
@@ -141,32 +140,56 @@ class Engine:
         self._schedule(generation)
         return generation
 
-    def _check_owner(self, stream_id: str, owner: str | None) -> None:
+    def _check_owner(self, stream_id: str, owner: str | None) -> dict[str, Any]:
         """One lookup: the stream exists and is ``owner``'s (``None``: anonymous)."""
         meta = self.store.meta(stream_id)
         if meta is None or meta.get("owner") != owner:
             raise NotFound("Unknown or expired stream.")
+        return meta
 
-    def reader(self, stream_id: str, after: int = 0, *, owner: str | None = None) -> StreamReader:
-        """A response body that replays ``stream_id`` after ``after``, then follows it live.
+    def reader(
+        self,
+        stream_id: str,
+        after: int = 0,
+        *,
+        owner: str | None = None,
+        protocol: str = "default",
+        options: dict[str, Any] | None = None,
+    ) -> StreamReader:
+        """A response body that replays ``stream_id`` after ``after``, then follows it live,
+        in ``protocol`` (see :mod:`flask_ai_sse.protocols`; ``options`` go to its encoder).
 
         Unknown, expired and other owners' streams are all the same 404.
         """
-        self._check_owner(stream_id, owner)
-        return self.follow(stream_id, after)
+        meta = self._check_owner(stream_id, owner)
+        options = {"created": meta.get("created") or 0, **(options or {})}
+        return self.follow(stream_id, after, protocol=protocol, options=options)
 
-    def follow(self, stream_id: str, after: int = 0) -> StreamReader:
-        """A reader of a stream known to be the caller's (one it just started): no lookup."""
+    def follow(
+        self,
+        stream_id: str,
+        after: int = 0,
+        *,
+        protocol: str = "default",
+        options: dict[str, Any] | None = None,
+    ) -> StreamReader:
+        """A reader of a stream known to be the caller's (one it just started): no lookup.
+
+        ``options`` go to the protocol's encoder (``created``: the stream's start time).
+        """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}")
+        encoder = create_encoder(protocol, stream_id, retry=self.settings.retry, **(options or {}))
         self.store.attach(stream_id)
         return StreamReader(
             functools.partial(self.store.read, stream_id),
             after,
-            prefix=self._retry_bytes,
+            prefix=encoder.prefix,
             keepalive=self.settings.keepalive,
-            keepalive_bytes=self._keepalive_bytes,
+            keepalive_bytes=encoder.keepalive,
             flush_interval=self.settings.flush_interval,
             on_close=functools.partial(self._detached, stream_id),
-            event_id=functools.partial(event_id, stream_id),
+            encoder=encoder,
         )
 
     def _detached(self, stream_id: str) -> None:

@@ -2,8 +2,9 @@
 
 A :class:`Generation` iterates its provider's :class:`ChunkStream` in its own
 greenlet under gunicorn's gevent worker, or thread elsewhere (see :mod:`.spawn`;
-the library never patches anything itself), and appends encoded events to the
-stream log. Clients only ever read the log, so a client that
+the library never patches anything itself), and appends its events to the
+stream log as protocol-neutral events (:mod:`.protocol`); each reader encodes them
+for its own wire protocol. Clients only ever read the log, so a client that
 leaves, returns or is joined by others changes nothing here.
 
 Stopping: :meth:`Generation.abort` records why and calls the chunk stream's
@@ -23,7 +24,7 @@ from ..chunks import AnswerBuilder, Chunk
 from ..errors import AISSEError, ShuttingDown, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
-from .protocol import DONE, encode_chunk, encode_event
+from .protocol import END, entry_for_chunk, pack
 from .spawn import spawn
 from .store import StreamStore
 
@@ -91,8 +92,8 @@ class Generation:
         self.store.create(self.stream_id, self.meta)
         self.store.watch(self.stream_id, self._on_signal)
         self._notify("started")
-        start = encode_event(self.stream_id, self._next(), self.start_data, "start")
-        self.store.append(self.stream_id, [start])
+        self.seq += 1
+        self.store.append(self.stream_id, [pack("start", self.start_data)])
         spawn(self.run, name=f"ai-sse-{self.stream_id[:8]}")
 
     def abort(self, reason: str) -> None:
@@ -139,7 +140,7 @@ class Generation:
                 chunk = Chunk.delta(self.sentences.push(chunk.text))
                 if not chunk.text:
                     continue
-            entry = encode_chunk(stream_id, self.seq + 1, chunk)
+            entry = entry_for_chunk(chunk)
             if entry is None:
                 continue
             if self.first_token_at is None:
@@ -147,7 +148,8 @@ class Generation:
             self.seq += 1
             entries = [entry]
             if self.progress_every and answer.chunks % self.progress_every == 0:
-                entries.append(encode_event(stream_id, self._next(), self.progress(), "progress"))
+                self.seq += 1
+                entries.append(pack("progress", self.progress()))
             self.store.append(stream_id, entries)
 
     def _finish(self) -> None:
@@ -155,7 +157,8 @@ class Generation:
         entries: list[bytes] = []
         rest = self.sentences.flush() if self.sentences is not None else ""
         if rest:  # whatever ends the stream, no text it produced is withheld
-            entries.append(encode_event(self.stream_id, self._next(), {"content": rest}))
+            self.seq += 1
+            entries.append(pack("text", {"content": rest}))
         reason = self.abort_reason
         if reason == "timeout":
             self.error = StreamTimeout()
@@ -166,20 +169,18 @@ class Generation:
             self.status = "cancelled"
         if self.error is not None:
             self.status = "failed"
-            entries.append(
-                encode_event(self.stream_id, self._next(), self.error.to_dict(), "error")
-            )
+            entries.append(pack("error", self.error.to_dict()))
         else:
             if self.status == "streaming":
                 self.status = "completed"
-            entries.append(encode_event(self.stream_id, self._next(), self.summary(), "done"))
+            entries.append(pack("done", self.summary()))
+        self.seq += 2  # the terminal event, then the end ([DONE] in every protocol, no id)
         self.ended_at = time.monotonic()
-        self.seq += 1  # the [DONE] line has no id but takes a place in the log
         # Observers (the stored message, concurrency slots) settle before any client sees
         # the end, so a client acting on [DONE] finds the final state.
         self._notify("finished")
         try:
-            self.store.append(self.stream_id, [*entries, DONE], final=True)
+            self.store.append(self.stream_id, [*entries, END], final=True)
         except AISSEError:  # the store failed: its readers get the error from it, not from us
             logger.warning("could not write the end of stream %s", self.stream_id)
         finally:
@@ -189,10 +190,6 @@ class Generation:
                 self._on_done(self)
 
     # -- data -----------------------------------------------------------------
-
-    def _next(self) -> int:
-        self.seq += 1
-        return self.seq
 
     @property
     def finish_reason(self) -> str | None:

@@ -5,14 +5,19 @@ runs, even when the client left before the first byte was sent (a generator
 that never started skips its ``finally``). A keepalive comment goes out after
 ``keepalive`` seconds of silence; since a WSGI app only learns of a disconnect
 when a write fails, keepalives are also the disconnect probe.
+
+With an ``encoder`` (a :class:`~flask_ai_sse.protocols.Encoder`), the log holds
+neutral events and this reader sends them in the encoder's protocol; without
+one, the log holds bytes that are sent as they are (custom streams).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import AISSEError, NotFound
+from ..protocols import Encoder
 from ..sse import DONE, encode
 from .store import ReadResult
 
@@ -33,6 +38,7 @@ class StreamReader(Iterator[bytes]):
         flush_interval: float = 0.0,
         on_close: Callable[[], None] | None = None,
         event_id: Callable[[int], str] | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         self._read = read
         self._after = after
@@ -42,6 +48,9 @@ class StreamReader(Iterator[bytes]):
         self._flush_interval = flush_interval
         self._on_close = on_close
         self._event_id = event_id
+        self._encoder = encoder
+        # A stateful protocol resuming mid-stream first learns what was sent before.
+        self._prime = encoder is not None and encoder.stateful and after > 0
         self.finished = False
         self.closed = False
 
@@ -63,7 +72,10 @@ class StreamReader(Iterator[bytes]):
         return self._keepalive_bytes
 
     def _take(self, timeout: float) -> bytes:
+        first = self._after + 1
         try:
+            if self._prime:
+                self._prime_encoder()
             result = self._read(self._after, timeout)
             if result is None:  # expired under us: end the response rather than hang
                 raise NotFound("The stream expired.")
@@ -78,12 +90,28 @@ class StreamReader(Iterator[bytes]):
             # The store failed, expired the stream or dropped what this reader missed: say
             # so, and end cleanly. The id repeats the last one sent: resume stays exact.
             self.finished = True
+            if self._encoder is not None:
+                return self._encoder.failure(self._after, exc.to_dict())
             event_id = self._event_id(self._after) if self._event_id else None
             return encode(exc.to_dict(), event="error", id=event_id) + DONE
         self._after += len(entries)
         if final:
             self.finished = True
-        return b"".join(entries)
+        return self._encode(first, entries)
+
+    def _encode(self, first: int, entries: Sequence[bytes]) -> bytes:
+        if self._encoder is None:
+            return b"".join(entries)
+        return self._encoder.encode(first, entries) if entries else b""
+
+    def _prime_encoder(self) -> None:
+        """Feed the events before the resume point to the encoder, sending nothing."""
+        assert self._encoder is not None
+        self._prime = False
+        result = self._read(0, 0.0)
+        if result is None:
+            raise NotFound("The stream expired.")
+        self._encoder.skip(1, result[0][: self._after])
 
     def close(self) -> None:
         if not self.closed:

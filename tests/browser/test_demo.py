@@ -1,8 +1,9 @@
-"""The demo page in headless Chromium: EventSource streaming, and resume after a cut.
+"""The demo page in headless Chromium: streaming with the shipped client, resume after a
+cut, re-attach after a reload, long prompts.
 
 Real browser, real gunicorn gevent server. The resume test puts a TCP proxy in front of
-the server that cuts the first stream connection mid-answer; the browser's EventSource
-reconnects by itself with Last-Event-ID and the answer must come out whole, once.
+the server that cuts the first stream connection mid-answer; the client reconnects with
+Last-Event-ID and the answer must come out whole, once.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ EXPECTED = DEFAULT_TEMPLATE.format(prompt=PROMPT)
 
 
 class CuttingProxy:
-    """Forwards loopback TCP; the first response to ``GET /ai/stream?`` is cut after N bytes."""
+    """Forwards loopback TCP; the first response to ``trigger`` (a request's first bytes,
+    ``GET /ai/stream?`` by default) is cut after N bytes."""
 
-    def __init__(self, target_port: int, cut_after: int) -> None:
+    def __init__(
+        self, target_port: int, cut_after: int, trigger: bytes = b"GET /ai/stream?"
+    ) -> None:
         self.target_port = target_port
+        self.trigger = trigger
         self.cut_after = cut_after
         self.cuts = 0
         self.stream_requests = 0
@@ -62,7 +67,7 @@ class CuttingProxy:
         def requests_in() -> None:
             try:
                 while data := client.recv(65536):
-                    if data.startswith(b"GET /ai/stream?"):
+                    if data.startswith(self.trigger):
                         self.stream_requests += 1
                         if self.cuts == 0:
                             self.cuts += 1
@@ -138,14 +143,20 @@ def browser(chromium, tmp_path_factory) -> Iterator[object]:
     driver.quit()
 
 
-def ask_in_page(browser, url: str) -> tuple[str, str]:
+def ask_in_page(browser, url: str, prompt: str = PROMPT) -> tuple[str, str]:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
     assert "fake provider" in browser.find_element(By.TAG_NAME, "body").text
-    browser.find_element(By.ID, "prompt").send_keys(PROMPT)
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true"
+    )
+    browser.find_element(By.ID, "prompt").send_keys(prompt)
     browser.find_element(By.ID, "send").click()
+    # The input clears and the question shows at once.
+    assert browser.find_element(By.ID, "prompt").get_attribute("value") == ""
+    assert browser.find_elements(By.CSS_SELECTOR, "#history li")[-1].text == prompt
     WebDriverWait(browser, 30).until(
         lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
     )
@@ -178,13 +189,40 @@ def test_demo_page_streams_an_answer_into_a_stored_conversation(demo, browser, t
     assert turns == [PROMPT, EXPECTED]
 
 
-def test_eventsource_resumes_after_a_cut_with_nothing_lost_or_repeated(demo, browser):
-    proxy = CuttingProxy(demo.port, cut_after=900)
+def test_a_cut_stream_resumes_with_nothing_lost_or_repeated(demo, browser):
+    proxy = CuttingProxy(demo.port, cut_after=900, trigger=b"POST /ai/stream")
     try:
         answer, status = ask_in_page(browser, f"http://127.0.0.1:{proxy.port}/")
     finally:
         proxy.close()
-    assert proxy.cuts == 1
-    assert proxy.stream_requests >= 2  # the browser reconnected by itself
+    assert proxy.cuts == 1  # cut mid-answer, yet the answer is whole: the client resumed
     assert answer == EXPECTED
     assert status == "finished: stop"
+
+
+def test_a_long_prompt_goes_in_the_body_not_the_url(demo, browser):
+    prompt = "long" * 3000  # 12 KB: over any URL limit of the server
+    answer, status = ask_in_page(browser, f"{demo.url}/", prompt)
+    assert answer == DEFAULT_TEMPLATE.format(prompt=prompt)
+    assert status == "finished: stop"
+
+
+def test_a_reload_mid_answer_reattaches_and_finishes(demo, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{demo.url}/")
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true"
+    )
+    browser.find_element(By.ID, "prompt").send_keys(PROMPT)
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 10).until(lambda d: len(d.find_element(By.ID, "answer").text) > 40)
+    browser.refresh()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+    )
+    assert browser.find_element(By.ID, "answer").text == EXPECTED
+    assert browser.find_element(By.ID, "status").text == "finished: stop"
+    turns = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#history li")]
+    assert turns == [PROMPT]  # the question from the stored conversation, the answer below it

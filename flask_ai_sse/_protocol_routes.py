@@ -1,0 +1,334 @@
+"""Routes for front ends that speak another protocol, and the browser client.
+
+``POST /chat`` and ``GET /chat/<chat_id>/stream`` serve the AI SDK's ``useChat``
+(``DefaultChatTransport``); ``POST /v1/chat/completions`` serves OpenAI SDK
+clients; ``GET /client.js`` is the shipped browser client. Each view turns its
+request into the same validated parameters as ``POST /stream`` and hands over
+to the extension: same guards, limits, model allow-list, owners and engine.
+
+A chat id finds its latest stream through a small pointer log in the stream
+store (``chat.<hash of owner and chat id>``, metadata ``{"owner", "stream_id"}``):
+so it works across workers with Redis, is tied to its owner, and expires with
+the store's TTL after the stream ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from flask import Response, jsonify, request
+
+from ._request import read_json_body, requested_event_id
+from ._validation import MAX_ID_CHARS, Limits, validate
+from .chunks import ChatRequest
+from .errors import AISSEError, NotFound, ValidationError
+from .protocols import PROTOCOLS
+from .protocols.openai import completion, error_body
+
+if TYPE_CHECKING:
+    from .engine import Generation, Observer, StreamStore
+    from .extension import AISSE
+
+__all__ = ["add_protocol_routes", "requested_protocol"]
+
+Route = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
+
+
+def requested_protocol() -> str | None:
+    """``?protocol=`` of the request (``None``: the app's default), or a 400."""
+    value = request.args.get("protocol")
+    if value is None:
+        return None
+    if value not in PROTOCOLS:
+        raise ValidationError(
+            f"'protocol' must be one of {', '.join(PROTOCOLS)}.",
+            type="invalid_protocol",
+            field="protocol",
+        )
+    return value
+
+
+# -- useChat ------------------------------------------------------------------------------
+
+
+def _ui_text(message: Mapping[str, Any], index: int) -> str:
+    """The text of a UIMessage: its text parts joined (reasoning, steps, tools skipped)."""
+    parts = message.get("parts")
+    if parts is None and isinstance(message.get("content"), str):  # older AI SDK messages
+        return str(message["content"])
+    if not isinstance(parts, list):
+        raise ValidationError(
+            f"messages[{index}].parts must be a list.", type="invalid_type", field="messages"
+        )
+    texts = []
+    for part in parts:
+        if not isinstance(part, Mapping):
+            raise ValidationError(
+                f"messages[{index}].parts must hold objects.", type="invalid_type", field="messages"
+            )
+        if part.get("type") == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise ValidationError(
+                    f"messages[{index}] has a text part without text.",
+                    type="invalid_type",
+                    field="messages",
+                )
+            texts.append(text)
+    return "".join(texts)
+
+
+def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, ChatRequest]:
+    """``(chat id, parameters)`` from a ``DefaultChatTransport`` body.
+
+    Besides ``id`` and ``messages``, the fields of ``POST /stream`` (``system``,
+    ``model``, ``temperature``, ``max_tokens``, ``conversation_id``) may come in the
+    transport's ``body``. With a ``conversation_id`` the stored conversation is the
+    history: only the user's new messages (those after the last answer) are taken.
+    """
+    if not isinstance(body, Mapping):
+        raise ValidationError("The JSON body must be an object.", type="invalid_body")
+    chat_id = body.get("id")
+    if not isinstance(chat_id, str) or not chat_id or len(chat_id) > MAX_ID_CHARS:
+        raise ValidationError(
+            f"'id' must be a chat id of 1 to {MAX_ID_CHARS} characters.",
+            type="invalid_type",
+            field="id",
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise ValidationError("'messages' must be a list.", type="invalid_type", field="messages")
+    converted = []
+    for i, message in enumerate(messages[: limits.max_messages + 1]):
+        if not isinstance(message, Mapping):
+            raise ValidationError(
+                f"messages[{i}] must be a UIMessage object.", type="invalid_type", field="messages"
+            )
+        converted.append({"role": message.get("role"), "content": _ui_text(message, i)})
+    conversation_id = body.get("conversation_id")
+    if conversation_id is not None:
+        answered = [i for i, m in enumerate(converted) if m["role"] == "assistant"]
+        converted = converted[answered[-1] + 1 :] if answered else converted
+    params = validate(
+        messages=converted,
+        conversation_id=conversation_id,
+        system=body.get("system"),
+        model=body.get("model"),
+        temperature=body.get("temperature"),
+        max_tokens=body.get("max_tokens"),
+        limits=limits,
+        default_model=default_model,
+        restrict_model=True,
+    )
+    return chat_id, params
+
+
+def _pointer_id(owner: str | None, chat_id: str) -> str:
+    """A chat's pointer log: never a stream id (those have no dot), one per owner."""
+    digest = hashlib.sha256(f"{owner or ''}\0{chat_id}".encode()).hexdigest()
+    return f"chat.{digest}"
+
+
+class ChatPointer:
+    """An observer that points a chat id at its generation while it runs, and a TTL after."""
+
+    def __init__(self, store: StreamStore, pointer_id: str, owner: str | None) -> None:
+        self.store = store
+        self.pointer_id = pointer_id
+        self.owner = owner
+
+    def started(self, generation: Generation) -> None:
+        meta = {"owner": self.owner, "stream_id": generation.stream_id}
+        self.store.create(self.pointer_id, meta)
+        # Watched like a running stream, so a shared store keeps it alive until the end.
+        self.store.watch(self.pointer_id, _ignore)
+
+    def chunk(self, generation: Generation, chunk: Any) -> None:
+        pass
+
+    def finished(self, generation: Generation) -> None:
+        try:
+            self.store.append(self.pointer_id, [], final=True)  # from now on, the store's TTL
+        finally:
+            self.store.unwatch(self.pointer_id)
+
+
+def _ignore(signal: str) -> None:
+    """Nobody signals a pointer; a signal to it is dropped."""
+
+
+# -- OpenAI -------------------------------------------------------------------------------
+
+_OPENAI_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
+
+
+def _openai_content(content: Any, index: int) -> Any:
+    """A message's content as text: a string, or text parts joined; anything else is a 400."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        return content  # validate() says what is wrong
+    texts: list[str] = []
+    for part in content:
+        if not isinstance(part, Mapping) or part.get("type") != "text":
+            raise ValidationError(
+                f"messages[{index}].content: only text parts are supported here.",
+                type="unsupported_content",
+                field="messages",
+            )
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise ValidationError(
+                f"messages[{index}].content has a text part without text.",
+                type="invalid_type",
+                field="messages",
+            )
+        texts.append(text)
+    return "".join(texts)
+
+
+def completion_params(
+    body: Any, limits: Limits, default_model: str
+) -> tuple[ChatRequest, bool, bool]:
+    """``(parameters, stream, include_usage)`` from a Chat Completions request body."""
+    if not isinstance(body, Mapping):
+        raise ValidationError("The JSON body must be an object.", type="invalid_body")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise ValidationError("'messages' must be a list.", type="invalid_type", field="messages")
+    converted = []
+    for i, message in enumerate(messages[: limits.max_messages + 1]):
+        if not isinstance(message, Mapping):
+            raise ValidationError(
+                f"messages[{i}] must be an object.", type="invalid_type", field="messages"
+            )
+        role = message.get("role")
+        role = _OPENAI_ROLES.get(role, role) if isinstance(role, str) else role
+        converted.append({"role": role, "content": _openai_content(message.get("content"), i)})
+    if body.get("tools"):
+        raise ValidationError(
+            "'tools' is not supported on this route yet.", type="unsupported", field="tools"
+        )
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise ValidationError("Only 'n': 1 is supported.", type="out_of_range", field="n")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValidationError("'stream' must be a boolean.", type="invalid_type", field="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, Mapping):
+        raise ValidationError(
+            "'stream_options' must be an object.", type="invalid_type", field="stream_options"
+        )
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    params = validate(
+        messages=converted,
+        model=body.get("model"),
+        temperature=body.get("temperature"),
+        max_tokens=max_tokens,
+        limits=limits,
+        default_model=default_model,
+        restrict_model=True,
+    )
+    return params, stream, bool(options.get("include_usage"))
+
+
+def openai_error(error: AISSEError) -> Response:
+    """OpenAI's error object, with our status and headers (``Retry-After``)."""
+    response = jsonify(error_body(error.to_dict()))
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+# -- the routes ---------------------------------------------------------------------------
+
+
+def add_protocol_routes(route: Route, ai: AISSE) -> None:
+    """Add the front-end routes to a blueprint through its ``route`` helper."""
+
+    @route("/chat", ["POST"], spends=True)
+    def chat(observers: Sequence[Observer]) -> Response:
+        state = ai.state()
+        limits = state.settings.limits
+        chat_id, params = chat_params(read_json_body(limits), limits, state.provider.model)
+        owner = ai.current_owner()
+        pointer = ChatPointer(state.engine.store, _pointer_id(owner, chat_id), owner)
+        generation = ai.start_generation(
+            params, owner=owner, state=state, observers=[*observers, pointer]
+        )
+        return ai.follow_response(generation, "vercel", state=state)
+
+    @route("/chat/<chat_id>/stream", ["GET"])
+    def chat_resume(chat_id: str) -> Response:
+        state = ai.state()
+        owner = ai.current_owner()  # before the lookup, as every attach
+        meta = state.engine.store.meta(_pointer_id(owner, chat_id))
+        if meta is None or meta.get("owner") != owner or not meta.get("stream_id"):
+            return Response(status=204)
+        stream_id = str(meta["stream_id"])
+        parsed = requested_event_id()
+        # The AI SDK replays a resumed stream from its start; Last-Event-ID continues it.
+        after = parsed[1] if parsed is not None and parsed[0] == stream_id else 0
+        try:
+            return ai.attach(stream_id, after, protocol="vercel")
+        except NotFound:  # the stream expired before its pointer did
+            return Response(status=204)
+
+    @route("/v1/chat/completions", ["POST"])
+    def chat_completions() -> Response:
+        # The guards run inside, so that their refusals (429) are OpenAI errors too.
+        try:
+            return ai.state().guards.admit(completions)  # type: ignore[no-any-return]
+        except AISSEError as exc:
+            return openai_error(exc)
+
+    def completions(observers: Sequence[Observer]) -> Response:
+        state = ai.state()
+        limits = state.settings.limits
+        try:
+            params, stream, include_usage = completion_params(
+                read_json_body(limits), limits, state.provider.model
+            )
+            if not stream:
+                answer = ai.complete(params, state=state)
+                return jsonify(
+                    completion(
+                        stream_id=ai.state().engine.new_stream_id(),
+                        created=int(time.time()),
+                        model=answer.model,
+                        text=answer.text,
+                        finish=answer.finish_reason,
+                        usage=answer.usage.to_dict() if answer.usage else None,
+                        tool_calls=answer.tool_calls,
+                        reasoning=answer.reasoning,
+                    )
+                )
+            generation = ai.start_generation(
+                params, owner=ai.current_owner(), state=state, observers=observers
+            )
+            return ai.follow_response(
+                generation, "openai", {"include_usage": include_usage}, state=state
+            )
+        except AISSEError as exc:
+            return openai_error(exc)
+
+    @route("/client.js", ["GET"])
+    def client_js() -> Response:
+        source = resources.files("flask_ai_sse").joinpath("static/client.js").read_bytes()
+        response = Response(source, mimetype="text/javascript")
+        response.headers["Cache-Control"] = "no-cache"
+        response.add_etag()
+        response.make_conditional(request)
+        return response
