@@ -129,3 +129,20 @@ def test_a_worker_that_exits_by_itself_drains_with_its_heartbeat(
     assert (status, meta["reason"]) == ("failed", "shutting_down"), log
     assert content and SLOW_TEXT.startswith(content)
     stop(server)
+
+
+def test_a_quick_shutdown_ends_everything_at_once(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """SIGQUIT (gunicorn's quick shutdown): no wait, but still a clear end for everyone."""
+    server = gunicorn_server({**database, **SERVER_CONFIG}, app=APP, extra_args=HOOKS)
+    live = LiveStream(server, "slow and read", create(server))
+    live.read(3)
+    server.proc.send_signal(signal.SIGQUIT)
+    live.read()
+    error = [e for e in live.events if e.event == "error"]
+    assert [json.loads(e.data)["error"]["type"] for e in error] == ["shutting_down"]
+    assert live.events[-1].data == "[DONE]"
+    stop(server)
+    [(status, content, meta)] = stored(database, [live.start["message_id"]]).values()
+    assert (status, meta["reason"], content) == ("failed", "shutting_down", live.text)
