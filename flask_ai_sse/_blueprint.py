@@ -7,8 +7,10 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
 
 from ._guards import Guards, install_cors
 from ._protocol_routes import add_protocol_routes, requested_protocol
@@ -97,15 +99,64 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
             limits=lambda: ai.state().settings.limits,
         )
 
-    @bp.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
-        """``abort()`` in a view or the authorize hook, in the contract's JSON shape too.
+    bp.record(_add_unrouted_rules)
+    bp.after_request(_fix_options_allow)
 
-        (Routing's own 404/405 happen before a blueprint is chosen: those stay the app's.)
-        """
+    @bp.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int, list[tuple[str, str]]]:
+        """``abort()`` in a view or the authorize hook, in the contract's JSON shape too;
+        and an unknown path or method under the prefix (see :func:`unrouted`)."""
         code = error.code or 500
         kind = (error.name or "error").lower().replace(" ", "_")
         body = {"error": {"type": kind, "message": error.description or error.name}}
-        return jsonify(body), code
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return jsonify(body), code, headers
 
     return bp
+
+
+#: Every method the catch-all rule takes, and the ones it probes for a 405's ``Allow``.
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_UNROUTED = "unrouted"
+
+
+def _add_unrouted_rules(setup: BlueprintSetupState) -> None:
+    """Routing fails before a blueprint is chosen, so a 404/405 under the prefix would
+    get the app's handlers (HTML by default). A last rule under the prefix makes them
+    the blueprint's JSON errors. Mounted at the root, it would take every unknown
+    path of the app: then it is left out."""
+    if not (setup.url_prefix or "").strip("/"):
+        return
+    for rule in ("", "/", "/<path:path>"):
+        setup.add_url_rule(
+            rule, _UNROUTED, unrouted, methods=_METHODS, provide_automatic_options=False
+        )
+
+
+def unrouted(path: str = "") -> Response:
+    """404; or 405 with ``Allow`` when another rule takes this path with other methods."""
+    allowed = _allowed_methods()
+    if allowed:
+        raise MethodNotAllowed(allowed)
+    raise RouteNotFound()
+
+
+def _allowed_methods() -> list[str]:
+    """The methods that reach a real view at the request's path (not the catch-all)."""
+    adapter = current_app.create_url_adapter(request)
+    allowed = []
+    for method in _METHODS:
+        try:
+            rule, _ = adapter.match(method=method, return_rule=True)  # type: ignore[union-attr]
+        except HTTPException:
+            continue
+        if not rule.endpoint.endswith("." + _UNROUTED):
+            allowed.append(method)
+    return allowed
+
+
+def _fix_options_allow(response: Response) -> Response:
+    """Flask's automatic OPTIONS answer counts the catch-all's methods in ``Allow``."""
+    if request.method == "OPTIONS" and "Allow" in response.headers:
+        response.headers["Allow"] = ", ".join(_allowed_methods())
+    return response

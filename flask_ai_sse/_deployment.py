@@ -13,6 +13,13 @@ each problem found:
 
 A middleware wrapped around the app outside Flask (in a WSGI file) is invisible
 from here; ``docs/deployment.rst`` lists what to check by hand.
+
+The warnings go to the ``flask_ai_sse`` logger. Where logging is not configured
+(gunicorn configures only its own loggers) Python would print the library's
+warnings bare, without a level; so at the first request, as Flask does for
+``app.logger``, a handler like Flask's default one is added to it when no handler
+would show a warning: they read ``[time] WARNING in flask_ai_sse: ...`` in the
+server's error log.
 """
 
 from __future__ import annotations
@@ -26,10 +33,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, request
+from flask.logging import has_level_handler, wsgi_errors_stream
 
 __all__ = ["check_at_first_request", "problems"]
 
 logger = logging.getLogger("flask_ai_sse")
+#: Flask's default handler, naming the logger: for where logging is not configured.
+_handler = logging.StreamHandler(wsgi_errors_stream)  # type: ignore[call-overload]
+_handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s in %(name)s: %(message)s"))
 
 _COMPRESSION = re.compile(r"gzip|compress|deflate|brotli|zstd", re.IGNORECASE)
 #: Attributes through which WSGI middlewares reach the app they wrap.
@@ -77,6 +88,8 @@ def check_at_first_request(app: Flask, *, shared_store: bool) -> None:
             pending.pop()  # atomic: of two concurrent first requests, one checks
         except IndexError:
             return
+        if not has_level_handler(logger):
+            logger.addHandler(_handler)
         for message in problems(app, request.environ, shared_store=shared_store):
             logger.warning(message)
 

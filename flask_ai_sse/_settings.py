@@ -294,3 +294,9 @@ def read_table_prefix(config: MutableMapping[str, Any] | None, override: str | N
     return _Reader({} if config is None else config, {C.TABLE_PREFIX: override}).required_text(
         C.TABLE_PREFIX
     )
+
+
+def read_provider(config: MutableMapping[str, Any], name: str) -> ProviderConfig:
+    """Settings for provider ``name`` as a fallback entry reads them: the app's timeouts,
+    not the primary provider's model, key or URL (e.g. ``flask ai-sse ask --provider``)."""
+    return _provider(_Reader(config, {}), {"provider": name})

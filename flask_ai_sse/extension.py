@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, has_request_context
 
 from . import constants as C
 from ._blueprint import create_blueprint
+from ._cli import cli_group
 from ._deployment import check_at_first_request
 from ._guards import Guards
 from ._request import client_key, once_per_request, requested_event_id
@@ -169,6 +170,7 @@ class AISSE:
         )
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
+        cli_group(app)  # flask ai-sse ask / check (persistence added reconcile)
         if settings.register_blueprint:
             app.register_blueprint(self.create_blueprint(), url_prefix=settings.url_prefix)
 

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from .engine.shutdown import ABORT_WAIT, drain
+from .engine.shutdown import ABORT_WAIT, DELIVERY_WAIT, drain
 from .engine.spawn import spawn
 
 __all__ = ["MARGIN", "post_worker_init", "worker_exit"]
@@ -80,7 +80,7 @@ class _Drainer:
     def wait(self) -> None:
         """Until the drain returned (it is bounded; this bound only guards against a bug)."""
         self.start(self.limit)
-        give_up = time.monotonic() + self.limit + ABORT_WAIT + MARGIN
+        give_up = time.monotonic() + self.limit + ABORT_WAIT + DELIVERY_WAIT + MARGIN
         self._beat()
         while not self.finished.wait(0.5) and time.monotonic() < give_up:
             self._beat()
@@ -106,6 +106,10 @@ class _Drainer:
                 previous(sig, frame)
 
         signal.signal(signum, handler)
+        if signum == signal.SIGTERM:
+            # As gunicorn had it (signal.signal turned it back on): don't let SIGTERM
+            # interrupt the system calls of running requests.
+            signal.siginterrupt(signum, False)
 
 
 _drainer: _Drainer | None = None

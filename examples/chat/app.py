@@ -5,8 +5,9 @@ stream store. Serve it with gunicorn's gevent worker (see gunicorn.conf.py)::
 
     gunicorn -c examples/chat/gunicorn.conf.py
 
-Point it at a real model with environment variables, e.g.
-``AI_SSE_PROVIDER=openai OPENAI_API_KEY=... gunicorn -c examples/chat/gunicorn.conf.py``.
+Any config key can be set from the environment with Flask's prefix, e.g.
+``FLASK_AI_SSE_PROVIDER=openai OPENAI_API_KEY=... gunicorn -c examples/chat/gunicorn.conf.py``.
+``DATABASE_URL`` picks the database (default: SQLite in this directory).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=os.environ.get("DATABASE_URL", "sqlite:///ai-sse-demo.db"),
         AI_SSE_FAKE_DELAY=0.05,
     )
-    app.config.from_prefixed_env(prefix="APP")  # e.g. APP_AI_SSE_KEEPALIVE=5
+    app.config.from_prefixed_env()  # FLASK_AI_SSE_KEEPALIVE=5 sets AI_SSE_KEEPALIVE
+    # Older spellings, still used by the test and benchmark harnesses.
+    app.config.from_prefixed_env(prefix="APP")
     for key in ("AI_SSE_PROVIDER", "AI_SSE_MODEL", "AI_SSE_BASE_URL", "AI_SSE_STORE"):
         if key in os.environ:
             app.config[key] = os.environ[key]

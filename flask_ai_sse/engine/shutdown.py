@@ -14,7 +14,8 @@ worker is told to stop (``flask_ai_sse.gunicorn`` calls it on SIGTERM):
       │     └─ still running: Generation.abort("shutting_down") ─▶ the stored answer is
       │          ``failed`` (reason ``shutting_down``); every reader, on any worker of a
       │          shared store, reads ``event: error`` ``shutting_down`` + ``[DONE]``
-      └─ returns once none is left (at most ABORT_WAIT after the deadline)
+      ├─ returns once none is left (at most ABORT_WAIT after the deadline) ...
+      └─ ... and their readers have sent the end (at most DELIVERY_WAIT more)
 
 Engines register themselves here when they are made (a weak set: an app that goes
 away leaves nothing behind).
@@ -30,7 +31,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import ShuttingDown
+from ..errors import ShuttingDown, StoreError
 
 if TYPE_CHECKING:
     from . import Engine
@@ -39,6 +40,8 @@ logger = logging.getLogger("flask_ai_sse")
 
 #: How long aborted generations get to write their end before :func:`drain` gives up.
 ABORT_WAIT = 1.0
+#: How long the readers of the streams that ended get to send their last events.
+DELIVERY_WAIT = 1.0
 #: How often :func:`drain` looks at the generations still running.
 TICK = 0.05
 
@@ -92,6 +95,7 @@ def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
         return True
     give_up = max(deadline for _, deadline in plans) + ABORT_WAIT
     ended = 0
+    seen: dict[str, Engine] = {}
     while True:
         now = time.monotonic()
         busy = False
@@ -99,6 +103,7 @@ def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
             if not engine.active and not engine.admission.starting:
                 continue
             busy = True
+            seen.update(dict.fromkeys(engine.active, engine))
             if now >= deadline:
                 for generation in list(engine.active.values()):
                     if generation.abort_reason is None and not generation.done.is_set():
@@ -112,4 +117,23 @@ def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
         time.sleep(TICK)
     if ended:
         logger.warning("shutdown: %d generation(s) could not finish in time", ended)
+    _wait_for_readers(seen)
     return ended == 0
+
+
+def _wait_for_readers(streams: dict[str, Engine]) -> None:
+    """Let the readers of the ended streams send their last events (at most
+    DELIVERY_WAIT): a process that exits at once would cut them before ``[DONE]``."""
+    give_up = time.monotonic() + DELIVERY_WAIT
+    pending = list(streams.items())
+    while pending and time.monotonic() < give_up:
+        pending = [(stream_id, e) for stream_id, e in pending if _read(e, stream_id)]
+        if pending:
+            time.sleep(TICK)
+
+
+def _read(engine: Engine, stream_id: str) -> bool:
+    try:
+        return engine.store.listeners(stream_id) > 0
+    except StoreError:  # the store is down: nobody can read anything more
+        return False

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import with_appcontext
 
 from .. import constants as C
+from .._cli import cli_group
 
-cli = AppGroup("ai-sse", help="flask-ai-sse maintenance commands.")
 
-
-@cli.command("reconcile")
+@click.command("reconcile")
+@with_appcontext
 @click.option(
     "--older-than",
     type=click.FloatRange(min=0),
@@ -30,9 +30,5 @@ def reconcile_command(older_than: float | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    """Add the commands under ``flask ai-sse``, joining a group of that name if there is one."""
-    group = app.cli.commands.get(cli.name or "")
-    if group is None:
-        app.cli.add_command(cli)
-    elif isinstance(group, click.Group) and group is not cli:
-        group.add_command(reconcile_command)
+    """Add ``reconcile`` to the app's ``flask ai-sse`` group (only apps with persistence)."""
+    cli_group(app).add_command(reconcile_command)
