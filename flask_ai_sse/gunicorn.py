@@ -23,7 +23,8 @@ patches ``ssl``)::
     │           the rest end with ``shutting_down``
     ├─ gunicorn waits for connections (readers end with their streams)
     └─ worker_exit: waits for drain() to return, keeping the worker's heartbeat
-    SIGINT / SIGQUIT (quick shutdown): drain(0): everything running ends now, clearly.
+    SIGINT / SIGQUIT (quick shutdown): drain(0), or hurry() a drain under way: everything
+    running ends now, clearly.
 
 The budget is ``AI_SSE_SHUTDOWN_TIMEOUT`` capped at ``graceful_timeout`` less
 :data:`MARGIN`, so the ends are written before the master's SIGKILL. Nothing of
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from .engine.shutdown import ABORT_WAIT, DELIVERY_WAIT, drain
+from .engine.shutdown import ABORT_WAIT, DELIVERY_WAIT, drain, hurry
 from .engine.spawn import spawn
 
 __all__ = ["MARGIN", "post_worker_init", "worker_exit"]
@@ -49,8 +50,6 @@ __all__ = ["MARGIN", "post_worker_init", "worker_exit"]
 #: Seconds of ``graceful_timeout`` kept after the drain's deadline: the ends written and
 #: read, the worker's exit.
 MARGIN = 2.0
-
-SignalHandler = Callable[[int, FrameType | None], Any]
 
 
 class _Drainer:
@@ -101,6 +100,8 @@ class _Drainer:
         previous = signal.getsignal(signum)
 
         def handler(sig: int, frame: FrameType | None) -> None:
+            if limit() == 0:
+                hurry()  # a quick stop after a graceful one: end what still runs, now
             self.start(limit())
             if callable(previous):
                 previous(sig, frame)

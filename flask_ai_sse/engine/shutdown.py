@@ -46,6 +46,8 @@ DELIVERY_WAIT = 1.0
 TICK = 0.05
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: Set by :func:`hurry`: every drain under way ends its generations now.
+_hurried = threading.Event()
 
 
 class Admission:
@@ -104,7 +106,7 @@ def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
                 continue
             busy = True
             seen.update(dict.fromkeys(engine.active, engine))
-            if now >= deadline:
+            if now >= deadline or _hurried.is_set():
                 for generation in list(engine.active.values()):
                     if generation.abort_reason is None and not generation.done.is_set():
                         ended += 1
@@ -119,6 +121,12 @@ def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
         logger.warning("shutdown: %d generation(s) could not finish in time", ended)
     _wait_for_readers(seen)
     return ended == 0
+
+
+def hurry() -> None:
+    """Make the drains under way end their generations now (a quick stop after a
+    graceful one); a signal handler may call it."""
+    _hurried.set()
 
 
 def _wait_for_readers(streams: dict[str, Engine]) -> None:

@@ -146,3 +146,22 @@ def test_a_quick_shutdown_ends_everything_at_once(
     stop(server)
     [(status, content, meta)] = stored(database, [live.start["message_id"]]).values()
     assert (status, meta["reason"], content) == ("failed", "shutting_down", live.text)
+
+
+def test_a_quick_stop_during_a_graceful_one_ends_everything_at_once(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """SIGTERM (a 3 s drain), then SIGINT: gunicorn's master now kills the workers after
+    2 s, so the drain under way ends its generations at once, before that."""
+    server = gunicorn_server({**database, **SERVER_CONFIG}, app=APP, extra_args=HOOKS)
+    live = LiveStream(server, "slow and read", create(server))
+    live.read(3)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # the master passes SIGTERM on before it hears SIGINT (an ordering)
+    server.proc.send_signal(signal.SIGINT)
+    live.read()
+    error = [e for e in live.events if e.event == "error"]
+    assert [json.loads(e.data)["error"]["type"] for e in error] == ["shutting_down"]
+    stop(server)
+    [(status, _, meta)] = stored(database, [live.start["message_id"]]).values()
+    assert (status, meta["reason"]) == ("failed", "shutting_down")
