@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from ._steps import ToolError
+from ._tools import Tool
 from ._version import __version__
 from .chunks import Answer, ChatRequest, Chunk, Message, Usage
 from .engine.custom import End, error_event
 from .errors import (
     AISSEError,
+    BudgetExceeded,
     ConfigurationError,
+    InvalidOutput,
     NotFound,
     PayloadTooLarge,
     ProviderConnectionError,
@@ -33,12 +37,14 @@ __all__ = [
     "AISSE",
     "AISSEError",
     "Answer",
+    "BudgetExceeded",
     "ChatRequest",
     "Chunk",
     "ChunkIterator",
     "Comment",
     "ConfigurationError",
     "End",
+    "InvalidOutput",
     "Message",
     "NotFound",
     "PayloadTooLarge",
@@ -56,6 +62,8 @@ __all__ = [
     "Task",
     "TooManyRequests",
     "TooManyStreams",
+    "Tool",
+    "ToolError",
     "UnsupportedMediaType",
     "Usage",
     "ValidationError",

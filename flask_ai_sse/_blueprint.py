@@ -15,7 +15,9 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from ._guards import Guards, install_cors
 from ._protocol_routes import add_protocol_routes, requested_protocol
 from ._request import read_json_body, requested_event_id
+from ._toolrun import route_tools
 from ._validation import validate_body, validate_query
+from .chunks import ChatRequest
 from .engine import Observer
 from .errors import NotFound
 
@@ -57,18 +59,28 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
         return register
 
+    def offered(chat: ChatRequest) -> ChatRequest:
+        """Only the tools named in ``AI_SSE_TOOLS`` reach a route's client."""
+        names = ai.state().settings.tools.names
+        chat.requested_tools = route_tools(chat.requested_tools, names)
+        return chat
+
     @route("/stream", ["POST"], spends=True, resumable=True)
     def stream_post(observers: Sequence[Observer]) -> Response:
         state = ai.state()
         limits = state.settings.limits
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
-        return ai.serve(chat, observers=observers, state=state, protocol=requested_protocol())
+        return ai.serve(
+            offered(chat), observers=observers, state=state, protocol=requested_protocol()
+        )
 
     @route("/stream", ["GET"], spends=True, resumable=True)
     def stream_get(observers: Sequence[Observer]) -> Response:
         state = ai.state()
         chat = validate_query(request.args, state.settings.limits, state.provider.model)
-        return ai.serve(chat, observers=observers, state=state, protocol=requested_protocol())
+        return ai.serve(
+            offered(chat), observers=observers, state=state, protocol=requested_protocol()
+        )
 
     @route("/streams/<stream_id>", ["GET"])
     def stream_attach(stream_id: str) -> Response:
@@ -87,7 +99,15 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         state = ai.state()
         limits = state.settings.limits
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
-        return jsonify(ai.complete(chat, state=state).to_dict())
+        return jsonify(ai.complete(offered(chat), state=state).to_dict())
+
+    @route("/metrics", ["GET"])
+    def metrics() -> Response:
+        """Prometheus metrics, when ``AI_SSE_METRICS_ENDPOINT`` is on (docs/observability)."""
+        telemetry = ai.state().telemetry
+        if not telemetry.metrics_endpoint:
+            raise NotFound("Not found.")
+        return telemetry.metrics_response()
 
     add_protocol_routes(route, ai)
 

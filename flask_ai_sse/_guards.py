@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from ._budgets import Budgets
 from ._cors import CorsPolicy
 from ._request import requested_event_id
 from ._settings import GuardSettings
@@ -161,6 +162,8 @@ class Guards:
         self.rate_limit = rate_limit
         self.slots = slots
         self.cors = cors
+        #: ``AI_SSE_TOKEN_BUDGET`` (set up with the app's telemetry), checked after the rate limit.
+        self.budgets: Budgets | None = None
 
     @classmethod
     def setup(
@@ -203,6 +206,8 @@ class Guards:
             return view(*args, observers=(), **kwargs)
         if self.rate_limit is not None:
             self.rate_limit.check()
+        if self.budgets is not None:  # refused before; a running stream is metered
+            self.budgets.check(self.client_key())
         if self.slots is None:
             return view(*args, observers=(), **kwargs)
         slot = self.slots.take(self.client_key())

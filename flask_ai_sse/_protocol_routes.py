@@ -263,6 +263,7 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         state = ai.state()
         limits = state.settings.limits
         chat_id, params = chat_params(read_json_body(limits), limits, state.provider.model)
+        params.requested_tools = list(state.settings.tools.names)  # AI_SSE_TOOLS, as /stream
         owner = ai.current_owner()
         pointer = ChatPointer(state.engine.store, _pointer_id(owner, chat_id), owner)
         generation = ai.start_generation(

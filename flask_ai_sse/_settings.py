@@ -17,6 +17,8 @@ from typing import Any
 
 from . import constants as C
 from ._cors import CorsPolicy
+from ._parts import PartLimits
+from ._usage import parse_prices
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
@@ -74,6 +76,29 @@ class PersistenceSettings:
 
 
 @dataclass(frozen=True)
+class ToolSettings:
+    """Tools on the routes and the step loop (docs/tools.rst)."""
+
+    names: tuple[str, ...]
+    timeout: float
+    max_steps: int
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Metrics, spans and token budgets (docs/observability.rst)."""
+
+    #: ``False``, ``True`` (prometheus_client's global registry) or a ``CollectorRegistry``.
+    metrics: Any
+    metrics_endpoint: bool
+    tracing: bool
+    #: ``"200000/day"``, or ``None``: no budget.
+    token_budget: str | None
+    #: Where budgets are counted: ``memory`` or a Redis URL.
+    budget_url: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """One app's settings, the result of reading its config once."""
 
@@ -89,6 +114,8 @@ class Settings:
     register_blueprint: bool
     #: The wire protocol of streams whose request does not choose one.
     protocol: str
+    tools: ToolSettings
+    observability: ObservabilitySettings
 
 
 #: How old a ``streaming`` message must be to count as interrupted when the stream
@@ -185,6 +212,7 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         progress_every=r.count(C.PROGRESS_EVERY),
         sentence_mode=r.flag(C.SENTENCE_MODE),
         shutdown_timeout=r.optional_number(C.SHUTDOWN_TIMEOUT),
+        prices=parse_prices(r.mapping(C.PRICES)),
     )
     store = StoreSettings(
         url=r.raw(C.STORE),
@@ -203,6 +231,13 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
             max_message_chars=r.count(C.MAX_MESSAGE_CHARS, minimum=1),
             max_tokens=r.count(C.MAX_TOKENS_LIMIT, minimum=1),
             allowed_models=allowed_model_names(r.raw(C.ALLOWED_MODELS)),
+            parts=PartLimits.build(
+                max_parts=r.count(C.MAX_PARTS, minimum=1),
+                max_image_bytes=r.count(C.MAX_IMAGE_BYTES, minimum=1),
+                max_total_image_bytes=r.count(C.MAX_IMAGES_BYTES, minimum=1),
+                media_types=_names(r, C.IMAGE_MEDIA_TYPES),
+                url_schemes=_names(r, C.IMAGE_URL_SCHEMES),
+            ),
         ),
         guards=_guards(r, store, engine),
         cors=CorsPolicy.from_config(
@@ -217,7 +252,24 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         url_prefix=r.required_text(C.URL_PREFIX),
         register_blueprint=r.flag(C.REGISTER_BLUEPRINT),
         protocol=r.choice(C.PROTOCOL, tuple(PROTOCOLS)),
+        tools=ToolSettings(
+            names=tuple(_names(r, C.TOOLS)),
+            timeout=r.number(C.TOOL_TIMEOUT, above=True),
+            max_steps=r.count(C.MAX_STEPS, minimum=1),
+        ),
+        observability=_observability(r, store),
     )
+
+
+def _names(r: _Reader, key: str) -> list[str]:
+    """A list of strings (a lone string counts as one)."""
+    value = r.raw(key)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple | set | frozenset) or not all(
+        isinstance(n, str) for n in names
+    ):
+        raise ConfigurationError(f"{key} must be a list of strings, not {value!r}.")
+    return list(names)
 
 
 def _fallbacks(r: _Reader) -> list[Mapping[str, Any]]:
@@ -270,6 +322,25 @@ def _guards(r: _Reader, store: StoreSettings, engine: EngineSettings) -> GuardSe
         max_streams_per_key=r.integer(C.MAX_STREAMS_PER_KEY, minimum=1, optional=True),
         slots_url=slots_url,
         slot_lease=longest + engine.disconnect_grace + 60.0,
+    )
+
+
+def _observability(r: _Reader, store: StoreSettings) -> ObservabilitySettings:
+    metrics = r.raw(C.METRICS)
+    if metrics is not True and metrics is not False and not hasattr(metrics, "register"):
+        raise ConfigurationError(
+            f"{C.METRICS} must be True, False or a prometheus_client CollectorRegistry,"
+            f" not {metrics!r}."
+        )
+    endpoint = r.flag(C.METRICS_ENDPOINT)
+    if endpoint and metrics is False:
+        raise ConfigurationError(f"{C.METRICS_ENDPOINT} needs {C.METRICS} = True.")
+    return ObservabilitySettings(
+        metrics=metrics,
+        metrics_endpoint=endpoint,
+        tracing=r.flag(C.TRACING),
+        token_budget=r.text(C.TOKEN_BUDGET, optional=True),
+        budget_url=r.text(C.TOKEN_BUDGET_STORAGE, optional=True) or store.redis_url or "memory",
     )
 
 

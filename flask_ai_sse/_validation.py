@@ -16,6 +16,13 @@ each kind of mistake (see ``docs/security.rst``):
 ``invalid_model``           a model name with characters no provider uses
 ``model_not_allowed``       a model outside ``AI_SSE_ALLOWED_MODELS`` (HTTP routes)
 ``duplicate_parameter``     a query parameter given twice
+``invalid_part``            a content part that is not a text or image part
+``too_many_parts``          more parts in a message than ``AI_SSE_MAX_PARTS``
+``invalid_media_type``      an image type outside ``AI_SSE_IMAGE_MEDIA_TYPES``
+``invalid_url``             an image URL that is not http(s) (``AI_SSE_IMAGE_URL_SCHEMES``)
+``image_too_large``         over ``AI_SSE_MAX_IMAGE_BYTES`` or ``AI_SSE_MAX_IMAGES_BYTES``
+``invalid_tool_message``    a ``tool`` message or ``tool_calls`` of the wrong shape
+``invalid_tools``           ``tools``, ``tool_choice`` or ``schema`` of the wrong shape
 ==========================  ====================================================
 """
 
@@ -24,10 +31,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from . import constants as C
+from ._parts import TOOL_NAME, ContentChecker, PartLimits, check_tool_call_id, check_tool_calls
 from .chunks import ROLES, ChatRequest, Message
 from .errors import ConfigurationError, ValidationError
 
@@ -58,6 +66,7 @@ class Limits:
     max_message_chars: int = C.DEFAULTS[C.MAX_MESSAGE_CHARS]
     max_tokens: int = C.DEFAULTS[C.MAX_TOKENS_LIMIT]
     allowed_models: frozenset[str] | None = frozenset()
+    parts: PartLimits = field(default_factory=PartLimits)
 
 
 def allowed_model_names(value: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -99,6 +108,7 @@ def _messages(value: Any, limits: Limits) -> list[Message]:
             field="messages",
         )
     out: list[Message] = []
+    checker = ContentChecker(limits.parts, limits.max_message_chars)
     for i, item in enumerate(value):
         if not isinstance(item, Mapping):
             raise ValidationError(
@@ -113,14 +123,54 @@ def _messages(value: Any, limits: Limits) -> list[Message]:
                 type="invalid_role",
                 field="messages",
             )
-        content = _text(
-            f"messages[{i}].content",
-            item.get("content"),
-            limits.max_message_chars,
-            allow_empty=role == "assistant",
-        )
-        out.append(cast(Message, {"role": role, "content": content}))
+        content = item.get("content")
+        calls = item.get("tool_calls") if role == "assistant" else None
+        if calls is not None and content is None:
+            content = ""
+        message: dict[str, Any] = {
+            "role": role,
+            "content": checker.content(
+                f"messages[{i}].content", content, allow_empty=role in ("assistant", "tool")
+            ),
+        }
+        if calls is not None:
+            message["tool_calls"] = check_tool_calls(f"messages[{i}].tool_calls", calls)
+        if role == "tool":
+            message["tool_call_id"] = check_tool_call_id(
+                f"messages[{i}].tool_call_id", item.get("tool_call_id")
+            )
+        out.append(cast(Message, message))
     return out
+
+
+def _tools(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and TOOL_NAME.fullmatch(v) for v in value
+    ):
+        raise ValidationError(
+            "'tools' must be a list of tool names.", type="invalid_tools", field="tools"
+        )
+    return list(value)
+
+
+def _tool_choice(value: Any) -> str:
+    if not isinstance(value, str) or not (
+        value in ("auto", "none", "required") or TOOL_NAME.fullmatch(value)
+    ):
+        raise ValidationError(
+            "'tool_choice' must be 'auto', 'none', 'required' or a tool name.",
+            type="invalid_tools",
+            field="tool_choice",
+        )
+    return value
+
+
+def _schema(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            "'schema' must be a JSON Schema object.", type="invalid_tools", field="schema"
+        )
+    return dict(value)
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
@@ -175,6 +225,9 @@ def validate(
     temperature: Any = None,
     max_tokens: Any = None,
     conversation_id: Any = None,
+    tools: Any = None,
+    tool_choice: Any = None,
+    schema: Any = None,
     limits: Limits,
     default_model: str,
     options: dict[str, Any] | None = None,
@@ -191,9 +244,10 @@ def validate(
     msgs = _messages(messages, limits) if messages is not None else []
     if prompt is not None:
         msgs.append({"role": "user", "content": _text("prompt", prompt, limits.max_prompt_chars)})
-    if require_prompt and not any(m["role"] == "user" for m in msgs):
+    # A turn that only brings a client tool's results (role tool) continues the last one.
+    if require_prompt and not any(m["role"] in ("user", "tool") for m in msgs):
         raise ValidationError(
-            "Send a 'prompt', or 'messages' with at least one user message.",
+            "Send a 'prompt', or 'messages' with at least one user (or tool) message.",
             type="missing_prompt",
             field="prompt",
         )
@@ -217,6 +271,9 @@ def validate(
         ),
         conversation_id=conversation_id,
         options=dict(options or {}),
+        requested_tools=_tools(tools) if tools is not None else None,
+        tool_choice=_tool_choice(tool_choice) if tool_choice is not None else None,
+        schema=_schema(schema) if schema is not None else None,
     )
 
 
@@ -229,6 +286,9 @@ BODY_FIELDS = (
     "temperature",
     "max_tokens",
     "conversation_id",
+    "tools",
+    "tool_choice",
+    "schema",
 )
 #: The query parameters of ``GET /stream`` (``EventSource`` cannot send a body).
 QUERY_FIELDS = ("prompt", "system", "model", "temperature", "max_tokens", "conversation_id")

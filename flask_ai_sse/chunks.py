@@ -9,15 +9,61 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-Role = Literal["system", "user", "assistant"]
-ChunkKind = Literal["text", "reasoning", "tool_call", "finish", "usage"]
+Role = Literal["system", "user", "assistant", "tool"]
+#: ``tool_call`` is a piece of a call as the provider streamed it; with tools or a
+#: schema (see :mod:`flask_ai_sse._steps`) come ``tool_call_end`` (a whole call),
+#: ``tool_result``, ``step`` (a new upstream request begins) and ``output``.
+ChunkKind = Literal[
+    "text",
+    "reasoning",
+    "tool_call",
+    "finish",
+    "usage",
+    "tool_call_end",
+    "tool_result",
+    "step",
+    "output",
+]
 
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
 
-class Message(TypedDict):
+class ToolCall(TypedDict):
+    """A whole tool call: ``arguments`` is the decoded JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class _MessageBase(TypedDict):
     role: Role
-    content: str
+    content: str | list[dict[str, Any]]
+
+
+class Message(_MessageBase, total=False):
+    """``content`` is text or a list of parts (see :mod:`flask_ai_sse._parts`)."""
+
+    #: role ``tool``: the call this message answers.
+    tool_call_id: str
+    #: role ``assistant``: the calls the model made.
+    tool_calls: list[ToolCall]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as offered to a model: what each adapter translates."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def text_of(content: str | list[dict[str, Any]]) -> str:
+    """The text of a message's content (its text parts joined; images left out)."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +111,8 @@ class Chunk:
     raw_finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    #: ``tool_call_end``, ``tool_result``, ``step`` and ``output``: the event's data.
+    data: Any = None
 
     @classmethod
     def delta(cls, text: str) -> Chunk:
@@ -91,6 +139,18 @@ class ChatRequest:
     max_tokens: int | None = None
     conversation_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: Tools offered to the model (what the adapter translates), and how it may
+    #: choose (``auto``, ``none``, ``required`` or a tool's name).
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: str | None = None
+    #: A JSON Schema the answer must follow (structured output).
+    schema: dict[str, Any] | None = None
+    #: ``tools=`` as the caller gave them (registered names, functions, client-tool
+    #: dicts; on the routes, names within ``AI_SSE_TOOLS``), resolved into ``tools``
+    #: when the request is opened (see :mod:`flask_ai_sse._steps`).
+    requested_tools: list[Any] | None = None
+    #: The most upstream requests the step loop may make (``None``: ``AI_SSE_MAX_STEPS``).
+    max_steps: int | None = None
 
 
 @dataclass(slots=True)
@@ -105,9 +165,17 @@ class Answer:
     raw_finish_reason: str | None = None
     reasoning: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: With ``schema=``: the parsed, validated output.
+    data: Any = None
+    #: How many upstream requests the answer took (tools run between them).
+    steps: int = 1
+    #: The steps that called tools, with their text, calls and results (for history).
+    turns: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "data": self.data,
+            "steps": self.steps,
             "text": self.text,
             "finish_reason": self.finish_reason,
             "raw_finish_reason": self.raw_finish_reason,
@@ -132,6 +200,14 @@ class AnswerBuilder:
         self.raw_finish_reason: str | None = None
         self.usage: Usage | None = None
         self.chunks = 0
+        #: Whole calls of the current step (``tool_call_end``) and their results.
+        self.calls: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        #: Earlier steps that called tools: ``{"content", "tool_calls", "results"}`` each.
+        self.turns: list[dict[str, Any]] = []
+        self._step_start = 0
+        self.output: Any = None
+        self.steps = 0
 
     def add(self, chunk: Chunk) -> None:
         self.chunks += 1
@@ -152,6 +228,22 @@ class AnswerBuilder:
             self.raw_finish_reason = chunk.raw_finish_reason
         elif chunk.kind == "usage":
             self.usage = chunk.usage
+        elif chunk.kind == "tool_call_end":
+            self.calls.append(chunk.data)
+        elif chunk.kind == "tool_result":
+            self.results.append(chunk.data)
+        elif chunk.kind == "step":
+            self.steps += 1
+            if self.calls:
+                step_text = "".join(self.text_parts[self._step_start :])
+                self.turns.append(
+                    {"content": step_text, "tool_calls": self.calls, "results": self.results}
+                )
+            self._step_start = len(self.text_parts)
+            self.tool_calls.clear()
+            self.calls, self.results = [], []
+        elif chunk.kind == "output":
+            self.output = chunk.data
         if chunk.model:
             self.model = chunk.model
 
@@ -168,5 +260,8 @@ class AnswerBuilder:
             provider=self.provider,
             usage=self.usage,
             reasoning="".join(self.reasoning_parts),
-            tool_calls=[self.tool_calls[i] for i in sorted(self.tool_calls)],
+            tool_calls=self.calls or [self.tool_calls[i] for i in sorted(self.tool_calls)],
+            data=self.output,
+            steps=max(self.steps, 1),
+            turns=self.turns,
         )

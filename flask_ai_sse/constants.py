@@ -54,6 +54,16 @@ MAX_MESSAGES: Final = "AI_SSE_MAX_MESSAGES"
 MAX_MESSAGE_CHARS: Final = "AI_SSE_MAX_MESSAGE_CHARS"
 MAX_TOKENS_LIMIT: Final = "AI_SSE_MAX_TOKENS_LIMIT"
 
+# -- parts, tools, structured output (docs/tools.rst) -----------------------------------
+MAX_PARTS: Final = "AI_SSE_MAX_PARTS"
+MAX_IMAGE_BYTES: Final = "AI_SSE_MAX_IMAGE_BYTES"
+MAX_IMAGES_BYTES: Final = "AI_SSE_MAX_IMAGES_BYTES"
+IMAGE_MEDIA_TYPES: Final = "AI_SSE_IMAGE_MEDIA_TYPES"
+IMAGE_URL_SCHEMES: Final = "AI_SSE_IMAGE_URL_SCHEMES"
+TOOLS: Final = "AI_SSE_TOOLS"
+TOOL_TIMEOUT: Final = "AI_SSE_TOOL_TIMEOUT"
+MAX_STEPS: Final = "AI_SSE_MAX_STEPS"
+
 # -- HTTP hardening (docs/security.rst) --------------------------------------------------
 ALLOWED_MODELS: Final = "AI_SSE_ALLOWED_MODELS"
 RATE_LIMIT_STORAGE: Final = "AI_SSE_RATE_LIMIT_STORAGE"
@@ -76,6 +86,14 @@ HISTORY_MAX_CHARS: Final = "AI_SSE_HISTORY_MAX_CHARS"
 HISTORY_MAX_TOKENS: Final = "AI_SSE_HISTORY_MAX_TOKENS"
 RECONCILE_ON_START: Final = "AI_SSE_RECONCILE_ON_START"
 SQLITE_WAL: Final = "AI_SSE_SQLITE_WAL"
+
+# -- observability (docs/observability.rst) ----------------------------------------------
+METRICS: Final = "AI_SSE_METRICS"
+METRICS_ENDPOINT: Final = "AI_SSE_METRICS_ENDPOINT"
+TRACING: Final = "AI_SSE_TRACING"
+PRICES: Final = "AI_SSE_PRICES"
+TOKEN_BUDGET: Final = "AI_SSE_TOKEN_BUDGET"
+TOKEN_BUDGET_STORAGE: Final = "AI_SSE_TOKEN_BUDGET_STORAGE"
 
 DEFAULTS: Final[dict[str, Any]] = {
     # provider
@@ -117,6 +135,15 @@ DEFAULTS: Final[dict[str, Any]] = {
     MAX_MESSAGES: 200,
     MAX_MESSAGE_CHARS: 32000,
     MAX_TOKENS_LIMIT: 1000000,
+    # parts, tools, structured output
+    MAX_PARTS: 16,
+    MAX_IMAGE_BYTES: 5 * 1024 * 1024,
+    MAX_IMAGES_BYTES: 20 * 1024 * 1024,
+    IMAGE_MEDIA_TYPES: ("image/png", "image/jpeg", "image/gif", "image/webp"),
+    IMAGE_URL_SCHEMES: ("http", "https"),
+    TOOLS: (),
+    TOOL_TIMEOUT: 30.0,
+    MAX_STEPS: 8,
     # HTTP hardening (docs/security.rst)
     ALLOWED_MODELS: None,
     RATE_LIMIT_STORAGE: "memory://",
@@ -138,4 +165,11 @@ DEFAULTS: Final[dict[str, Any]] = {
     HISTORY_MAX_TOKENS: 0,
     RECONCILE_ON_START: True,
     SQLITE_WAL: True,
+    # observability (docs/observability.rst)
+    METRICS: False,
+    METRICS_ENDPOINT: False,
+    TRACING: True,
+    PRICES: {},
+    TOKEN_BUDGET: None,
+    TOKEN_BUDGET_STORAGE: None,
 }

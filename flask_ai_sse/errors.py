@@ -11,12 +11,14 @@ one boundary each, with ``raise ... from exc``::
     │   ├── UnsupportedMediaType (415)
     │   ├── NotFound (404)           unknown stream or conversation, or not yours
     │   └── TooManyRequests (429)    rate limit (AI_SSE_RATE_LIMIT)
-    │       └── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       ├── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       └── BudgetExceeded (429) token budget (AI_SSE_TOKEN_BUDGET)
     ├── ProviderError (502)          the upstream model provider failed
     │   ├── ProviderStatusError (502, or 429 when it keeps limiting us)
     │   ├── ProviderConnectionError (502)
     │   ├── ProviderTimeout (504)    connect, read-idle or total timeout
     │   └── ProviderProtocolError (502)  malformed stream, missing terminator
+    ├── InvalidOutput (502)          structured output that does not match its schema
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamGapError (410)         a reader fell behind the bounded log
     ├── StoreError (503)             the stream store (Redis) failed
@@ -34,7 +36,9 @@ from typing import Any
 
 __all__ = [
     "AISSEError",
+    "BudgetExceeded",
     "ConfigurationError",
+    "InvalidOutput",
     "NotFound",
     "PayloadTooLarge",
     "ProviderConnectionError",
@@ -193,6 +197,14 @@ class ProviderProtocolError(ProviderError):
     public_message = "The model provider sent a malformed stream."
 
 
+class InvalidOutput(AISSEError):
+    """The answer to a ``schema=`` request is not JSON, or does not match the schema."""
+
+    type = "invalid_output"
+    status = 502
+    public_message = "The model's answer does not match the requested schema."
+
+
 class StreamTimeout(AISSEError):
     type = "timeout"
     status = 504
@@ -231,6 +243,14 @@ class TooManyStreams(TooManyRequests):
 
     type = "too_many_streams"
     public_message = "Too many streams are open; try again when one has ended."
+
+
+class BudgetExceeded(TooManyRequests):
+    """The client key spent its ``AI_SSE_TOKEN_BUDGET``: before a stream (429 with
+    ``Retry-After``), or while one runs (it ends with ``event: error`` of this type)."""
+
+    type = "budget_exceeded"
+    public_message = "The token budget is spent; try again when it renews."
 
 
 def _retry_after_header(seconds: float) -> dict[str, str]:

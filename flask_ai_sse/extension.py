@@ -10,8 +10,9 @@ request -> validation -> provider -> engine -> reader -> response.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_request_context
@@ -21,9 +22,12 @@ from ._blueprint import create_blueprint
 from ._cli import cli_group
 from ._deployment import check_at_first_request
 from ._guards import Guards
+from ._observability import Telemetry
 from ._request import client_key, once_per_request, requested_event_id
 from ._responses import custom_stream_response, render_error, sse_response
 from ._settings import Settings, read_settings, read_table_prefix
+from ._toolrun import complete_steps, open_steps, uses_steps
+from ._tools import ToolRegistry
 from ._turn import MESSAGE_META_OPTION, Conversations, Turn
 from ._validation import validate
 from .chunks import Answer, ChatRequest, Chunk, Message
@@ -32,7 +36,7 @@ from .engine.opening import open_within
 from .errors import AISSEError, ValidationError
 from .protocols import PROTOCOLS
 from .providers import Provider, build_provider
-from .providers.base import ChunkStream
+from .providers.base import AbortSignal, ChunkStream
 from .task import Task
 
 if TYPE_CHECKING:
@@ -50,6 +54,8 @@ class AppState:
     guards: Guards
     #: The stored conversations' hook (``AISSE(app, db=db)``), else ``None``.
     conversations: Conversations | None = None
+    #: Metrics, spans, signals, the stream log line and token budgets (docs/observability).
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class ChunkIterator(Iterator[Chunk]):
@@ -120,6 +126,8 @@ class AISSE:
         }
         self._provider_instance = provider if isinstance(provider, Provider) else None
         self._authorize: Callable[[], str | None] | None = None
+        #: Tools registered with :meth:`tool`, shared by every app this object serves.
+        self.tools = ToolRegistry()
         #: With ``db``: the persistence models, classes on the app's own ``db.Model``.
         self.Conversation: Any = None
         self.Message: Any = None
@@ -165,9 +173,9 @@ class AISSE:
             conversations = self._persistence.init_app(
                 app, settings.persistence, owner=self.current_owner
             )
-        app.extensions[C.EXTENSION_NAME] = AppState(
-            self, settings, provider, engine, guards, conversations
-        )
+        state = AppState(self, settings, provider, engine, guards, conversations)
+        app.extensions[C.EXTENSION_NAME] = state
+        state.telemetry = Telemetry.setup(app, state)
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
         cli_group(app)  # flask ai-sse ask / check (persistence added reconcile)
@@ -235,6 +243,26 @@ class AISSE:
 
     # -- the Python API ---------------------------------------------------------
 
+    def tool(self, fn: Any = None, **kwargs: Any) -> Any:
+        """Register a function as a tool: ``@ai.tool`` or ``@ai.tool(name=, description=,
+        schema=)``. Its JSON Schema comes from its type hints and docstring unless given."""
+        return self.tools.decorator(fn, **kwargs)
+
+    def _open(
+        self,
+        state: AppState,
+        request: ChatRequest,
+        abort: AbortSignal | None = None,
+        *,
+        whole: bool = False,
+    ) -> ChunkStream:
+        """The upstream answer; with tools or a schema, wrapped in the step loop.
+
+        ``whole``: each step is a non-streamed request (``ask()``). ``abort`` stops
+        the first step's open from another greenlet (see ``engine.opening``).
+        """
+        return open_steps(self, state, request, whole=whole, abort=abort)
+
     @staticmethod
     def _validate(state: AppState, **fields: Any) -> ChatRequest:
         """The app's code asks: its limits apply, the model defaults to the provider's."""
@@ -250,6 +278,10 @@ class AISSE:
         temperature: float | None = None,
         max_tokens: int | None = None,
         conversation: Any = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         protocol: str | None = None,
         **options: Any,
     ) -> Response:
@@ -279,6 +311,7 @@ class AISSE:
             conversation_id=conversation_id,
             options=options,
         )
+        _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.serve(request, state=state, protocol=protocol)
 
     def serve(
@@ -337,15 +370,27 @@ class AISSE:
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
-        # A worker that shuts down takes no new stream (503 shutting_down).
-        with state.engine.admission.admit(), self._turn(state, request, owner) as turn:
-            chunks = open_within(state.provider, turn.request, state.settings.engine.keepalive)
+        # A worker that shuts down takes no new stream (503 shutting_down); the telemetry
+        # span is current while the upstream call opens (carried into the opener).
+        with (
+            state.engine.admission.admit(),
+            self._turn(state, request, owner) as turn,
+            state.telemetry.opening(turn.request, state.provider) as watch,
+        ):
+            chunks = open_within(
+                functools.partial(self._open, state, turn.request),
+                state.settings.engine.keepalive,
+                provider=state.provider.name,
+                model=turn.request.model,
+            )
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,
                 start=turn.start,
                 meta={"owner": owner},
-                observers=[*observers, *turn.observers],
+                observers=[*observers, *turn.observers, *watch.observers],
+                prompt_estimate=watch.prompt_estimate,
+                wrap=watch.wrap,
             )
 
     @contextlib.contextmanager
@@ -410,6 +455,10 @@ class AISSE:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> ChunkIterator:
         """Normalized chunks for a custom view; closing the iterator closes the upstream.
@@ -427,7 +476,8 @@ class AISSE:
             max_tokens=max_tokens,
             options=options,
         )
-        return ChunkIterator(state.provider.open(request))
+        _with_tools(request, tools, tool_choice, max_steps, schema)
+        return ChunkIterator(self._open(state, request))
 
     def ask(
         self,
@@ -438,9 +488,13 @@ class AISSE:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
         **options: Any,
     ) -> Answer:
-        """The whole answer, without streaming."""
+        """The whole answer, without streaming (with ``schema=``, parsed as ``Answer.data``)."""
         state = self.state()
         request = self._validate(
             state,
@@ -452,14 +506,19 @@ class AISSE:
             max_tokens=max_tokens,
             options=options,
         )
+        _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.complete(request, state=state)
 
     def complete(self, request: ChatRequest, *, state: AppState | None = None) -> Answer:
         """The whole answer to an already validated request (stored with a conversation)."""
         state = state or self.state()
         with self._turn(state, request, self.current_owner()) as turn:
-            answer = state.provider.complete(turn.request)
+            if uses_steps(turn.request):
+                answer = complete_steps(self._open(state, turn.request, whole=True))
+            else:
+                answer = state.provider.complete(turn.request)
             turn.answered(answer)
+            state.telemetry.answered(answer, turn.request)  # tokens, cost, budget
             return answer
 
     @property
@@ -506,3 +565,18 @@ class AISSE:
             keepalive_text=keepalive_text,
             flush_interval=flush_interval,
         )
+
+
+def _with_tools(
+    request: ChatRequest,
+    tools: Sequence[Any] | None,
+    tool_choice: str | None,
+    max_steps: int | None,
+    schema: dict[str, Any] | None,
+) -> None:
+    """The Python API's tool arguments onto a validated request (resolved when opened)."""
+    if tools is not None:
+        request.requested_tools = list(tools)
+    request.tool_choice = tool_choice
+    request.max_steps = max_steps
+    request.schema = schema

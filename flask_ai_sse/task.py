@@ -25,8 +25,9 @@ class Task:
         self._kwargs["system"] = text
         return self
 
-    def message(self, role: Role, content: str) -> Task:
-        self._messages.append({"role": role, "content": content})
+    def message(self, role: Role, content: str | list[dict[str, Any]], **extra: Any) -> Task:
+        """Add a message; ``extra``: ``tool_call_id`` (role ``tool``) or ``tool_calls``."""
+        self._messages.append({"role": role, "content": content, **extra})  # type: ignore[typeddict-item]
         return self
 
     def prompt(self, text: str) -> Task:
@@ -42,6 +43,28 @@ class Task:
 
     def max_tokens(self, value: int) -> Task:
         self._kwargs["max_tokens"] = value
+        return self
+
+    def tools(self, *tools: Any, choice: str | None = None, max_steps: int | None = None) -> Task:
+        """Offer tools: registered names, functions, or client-tool dicts (see ``ai.tool``)."""
+        self._kwargs["tools"] = [*self._kwargs.get("tools", ()), *tools]
+        if choice is not None:
+            self._kwargs["tool_choice"] = choice
+        if max_steps is not None:
+            self._kwargs["max_steps"] = max_steps
+        return self
+
+    def tool_choice(self, choice: str) -> Task:
+        self._kwargs["tool_choice"] = choice
+        return self
+
+    def max_steps(self, count: int) -> Task:
+        self._kwargs["max_steps"] = count
+        return self
+
+    def schema(self, schema: dict[str, Any]) -> Task:
+        """Ask for structured output following this JSON Schema."""
+        self._kwargs["schema"] = schema
         return self
 
     def options(self, **options: Any) -> Task:

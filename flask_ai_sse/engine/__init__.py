@@ -18,11 +18,12 @@ import heapq
 import secrets
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from .. import constants as C
+from .._usage import Price
 from ..errors import ConfigurationError, NotFound, StoreError
 from ..protocols import PROTOCOLS, create_encoder
 from ..providers.base import ChunkStream
@@ -33,6 +34,7 @@ from .store import MemoryStore, StreamStore
 
 __all__ = [
     "Engine",
+    "EngineListener",
     "EngineSettings",
     "Generation",
     "MemoryStore",
@@ -74,6 +76,20 @@ class EngineSettings:
     sentence_mode: bool = C.DEFAULTS[C.SENTENCE_MODE]
     #: Seconds a shutting-down worker lets its generations run (``None``: the server's bound).
     shutdown_timeout: float | None = C.DEFAULTS[C.SHUTDOWN_TIMEOUT]
+    #: ``AI_SSE_PRICES``, parsed: usage turns into cost at every stream's end.
+    prices: Mapping[str, Price] = field(default_factory=dict)
+
+
+class EngineListener(Protocol):
+    """Counts what happens to readers (metrics); called in the request, must be quick."""
+
+    def reader_opened(self, kind: str) -> None:
+        """``kind``: ``first`` (the response that started it), ``attach`` or ``resume``."""
+
+    def reader_closed(self) -> None: ...
+
+    def store_timed(self, operation: str, seconds: float, failed: bool) -> None:
+        """A store operation of a stream's life (``create``, ``lookup``), not per event."""
 
 
 class Engine:
@@ -83,6 +99,7 @@ class Engine:
         self.store = store
         self.settings = settings
         self.active: dict[str, Generation] = {}
+        self.listener: EngineListener | None = None
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
         self._heap: list[tuple[float, str]] = []
@@ -110,8 +127,14 @@ class Engine:
         start: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         observers: Sequence[Observer] = (),
+        prompt_estimate: int = 0,
+        wrap: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
     ) -> Generation:
-        """Run a generation over ``chunks``; it writes its ``start`` event before returning."""
+        """Run a generation over ``chunks``; it writes its ``start`` event before returning.
+
+        ``prompt_estimate`` (input tokens) stands in when the provider reports no
+        usage; ``wrap`` wraps the producer's run (e.g. to carry a trace context).
+        """
         stream_id = stream_id or self.new_stream_id()
         start_data = {"stream_id": stream_id, "model": chunks.model, "provider": chunks.provider}
         start_data.update(start or {})
@@ -128,21 +151,33 @@ class Engine:
             sentence_mode=self.settings.sentence_mode,
             on_orphaned=self._schedule,
             on_done=self._forget,
+            prompt_estimate=prompt_estimate,
+            prices=self.settings.prices,
+            wrap=wrap,
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()
+        began = time.monotonic()
         try:
             generation.start()
-        except BaseException:  # e.g. the store is down: the upstream request must not leak
+        except BaseException as exc:  # e.g. the store is down: the upstream must not leak
+            self._timed("create", began, failed=isinstance(exc, StoreError))
             self._forget(generation)
             chunks.close()
             raise
+        self._timed("create", began)
         self._schedule(generation)
         return generation
 
     def _check_owner(self, stream_id: str, owner: str | None) -> dict[str, Any]:
         """One lookup: the stream exists and is ``owner``'s (``None``: anonymous)."""
-        meta = self.store.meta(stream_id)
+        began = time.monotonic()
+        try:
+            meta = self.store.meta(stream_id)
+        except StoreError:
+            self._timed("lookup", began, failed=True)
+            raise
+        self._timed("lookup", began)
         if meta is None or meta.get("owner") != owner:
             raise NotFound("Unknown or expired stream.")
         return meta
@@ -163,7 +198,8 @@ class Engine:
         """
         meta = self._check_owner(stream_id, owner)
         options = {"created": meta.get("created") or 0, **(options or {})}
-        return self.follow(stream_id, after, protocol=protocol, options=options)
+        kind = "resume" if after else "attach"
+        return self.follow(stream_id, after, protocol=protocol, options=options, kind=kind)
 
     def follow(
         self,
@@ -172,15 +208,19 @@ class Engine:
         *,
         protocol: str = "default",
         options: dict[str, Any] | None = None,
+        kind: str = "first",
     ) -> StreamReader:
         """A reader of a stream known to be the caller's (one it just started): no lookup.
 
-        ``options`` go to the protocol's encoder (``created``: the stream's start time).
+        ``options`` go to the protocol's encoder (``created``: the stream's start time);
+        ``kind`` (``first``, ``attach``, ``resume``) is what the engine's listener counts.
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}")
         encoder = create_encoder(protocol, stream_id, retry=self.settings.retry, **(options or {}))
         self.store.attach(stream_id)
+        if self.listener is not None:
+            self.listener.reader_opened(kind)
         return StreamReader(
             functools.partial(self.store.read, stream_id),
             after,
@@ -192,7 +232,13 @@ class Engine:
             encoder=encoder,
         )
 
+    def _timed(self, operation: str, began: float, *, failed: bool = False) -> None:
+        if self.listener is not None:
+            self.listener.store_timed(operation, time.monotonic() - began, failed)
+
     def _detached(self, stream_id: str) -> None:
+        if self.listener is not None:
+            self.listener.reader_closed()
         try:
             if self.store.detach(stream_id) == 0:
                 self.store.signal(stream_id, "orphaned")

@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from .._usage import Price, cost, settle
 from ..chunks import AnswerBuilder, Chunk
-from ..errors import AISSEError, ShuttingDown, StreamTimeout
+from ..errors import AISSEError, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
 from .protocol import END, entry_for_chunk, pack
@@ -35,7 +36,9 @@ class Observer(Protocol):
     """Something beside the producer that follows a generation (e.g. persistence).
 
     Methods run in the producer's greenlet and must be quick; errors are logged,
-    never propagated into the stream.
+    never propagated into the stream. ``started`` runs in the request that starts
+    the generation. An observer with a false ``follows_chunks`` attribute is not
+    called per chunk (the hot path stays one call per observer that needs it).
     """
 
     def started(self, generation: Generation) -> None: ...
@@ -61,6 +64,9 @@ class Generation:
         sentence_mode: bool = False,
         on_orphaned: Callable[[Generation], None] | None = None,
         on_done: Callable[[Generation], None] | None = None,
+        prompt_estimate: int = 0,
+        prices: Mapping[str, Price] | None = None,
+        wrap: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.store = store
@@ -68,6 +74,7 @@ class Generation:
         self.start_data = start
         self.meta = meta or {}
         self.observers = observers
+        self._chunk_observers = [o for o in observers if getattr(o, "follows_chunks", True)]
         self.progress_every = progress_every
         self.sentences = SentenceBuffer() if sentence_mode else None
         self._on_orphaned = on_orphaned
@@ -77,6 +84,14 @@ class Generation:
         self.status = "streaming"
         self.error: AISSEError | None = None
         self.abort_reason: str | None = None
+        self._abort_error: AISSEError | None = None
+        #: Input tokens estimated from the request, for when the provider reports none.
+        self.prompt_estimate = prompt_estimate
+        self.prices = prices or {}
+        #: Settled at the end (see ``flask_ai_sse._usage.settle``), then ``cost``.
+        self.usage: dict[str, Any] | None = None
+        self.cost: float | None = None
+        self._wrap = wrap
         self.started_at = time.monotonic()
         self.last_activity = self.started_at
         self.first_token_at: float | None = None
@@ -94,13 +109,19 @@ class Generation:
         self._notify("started")
         self.seq += 1
         self.store.append(self.stream_id, [pack("start", self.start_data)])
-        spawn(self.run, name=f"ai-sse-{self.stream_id[:8]}")
+        run = self.run if self._wrap is None else self._wrap(self.run)
+        spawn(run, name=f"ai-sse-{self.stream_id[:8]}")
 
-    def abort(self, reason: str) -> None:
-        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected, timeout
-        or shutting_down (the last two end the stream with an ``error`` event)."""
+    def abort(self, reason: str, error: AISSEError | None = None) -> None:
+        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected, timeout,
+        budget, shutting_down.
+
+        With ``error`` the stream ends with that ``event: error``; without, a
+        ``timeout`` ends with :class:`StreamTimeout` and any other reason as cancelled.
+        """
         if self.abort_reason is None and not self.done.is_set():
             self.abort_reason = reason
+            self._abort_error = error
             self.chunks.abort()
 
     def _on_signal(self, name: str) -> None:
@@ -134,8 +155,8 @@ class Generation:
                 return
             self.last_activity = time.monotonic()
             answer.add(chunk)
-            if self.observers:  # observers see every chunk as the provider sent it
-                self._notify("chunk", chunk)
+            if self._chunk_observers:  # observers see every chunk as the provider sent it
+                self._notify_chunk(chunk)
             if self.sentences is not None and chunk.kind == "text":
                 chunk = Chunk.delta(self.sentences.push(chunk.text))
                 if not chunk.text:
@@ -160,16 +181,20 @@ class Generation:
             self.seq += 1
             entries.append(pack("text", {"content": rest}))
         reason = self.abort_reason
-        if reason == "timeout":
+        if self._abort_error is not None:
+            self.error = self._abort_error
+        elif reason == "timeout":
             self.error = StreamTimeout()
-        elif reason == "shutting_down":
-            self.error = ShuttingDown()
         elif reason is not None:
             self.error = None  # whatever the aborted read raised was our own doing
             self.status = "cancelled"
+        self._settle_usage()
         if self.error is not None:
             self.status = "failed"
-            entries.append(pack("error", self.error.to_dict()))
+            data = {**self.error.to_dict(), "usage": self.usage}
+            if self.cost is not None:
+                data["cost"] = self.cost
+            entries.append(pack("error", data))
         else:
             if self.status == "streaming":
                 self.status = "completed"
@@ -191,6 +216,27 @@ class Generation:
 
     # -- data -----------------------------------------------------------------
 
+    def _settle_usage(self) -> None:
+        """Usage for every ending: the provider's figures, else estimated; then the cost."""
+        answer = self.answer
+        chars = sum(map(len, answer.text_parts)) + sum(map(len, answer.reasoning_parts))
+        chars += sum(len(call["arguments"]) for call in answer.tool_calls.values())
+        self.usage = settle(answer.usage, prompt_estimate=self.prompt_estimate, output_chars=chars)
+        self.cost = cost(self.usage, answer.model, self.prices)
+
+    @property
+    def ending(self) -> str:
+        """How it ended, one bounded word for metrics and logs: ``streaming`` until then,
+        ``completed``, ``failed``, ``cancelled``, ``disconnected``, ``timeout`` or ``budget``."""
+        if self.status in ("streaming", "completed"):
+            return self.status
+        reason = self.abort_reason
+        if reason in ("cancelled", "disconnected", "timeout", "budget"):
+            return reason
+        if self.status == "cancelled":
+            return "cancelled"
+        return "timeout" if self.error is not None and self.error.type == "timeout" else "failed"
+
     @property
     def finish_reason(self) -> str | None:
         if self.status == "cancelled":
@@ -202,14 +248,20 @@ class Generation:
     def summary(self) -> dict[str, Any]:
         """The ``done`` event's data."""
         answer = self.answer
-        return {
+        summary: dict[str, Any] = {
             "finish_reason": self.finish_reason,
             "raw_finish_reason": answer.raw_finish_reason,
-            "usage": answer.usage.to_dict() if answer.usage else None,
+            "usage": self.usage or (answer.usage.to_dict() if answer.usage else None),
             "model": answer.model,
             "provider": answer.provider,
             "stream_id": self.stream_id,
+            **({"cost": self.cost} if self.cost is not None else {}),
         }
+        # Upstream requests made: more than one when tools ran between them.
+        summary["steps"] = max(answer.steps, 1)
+        if answer.output is not None:
+            summary["output"] = answer.output
+        return summary
 
     def progress(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started_at
@@ -231,6 +283,13 @@ class Generation:
                 round(self.first_token_at - self.started_at, 4) if self.first_token_at else None
             ),
         }
+
+    def _notify_chunk(self, chunk: Chunk) -> None:
+        for observer in self._chunk_observers:
+            try:
+                observer.chunk(self, chunk)
+            except Exception:
+                logger.exception("observer %r failed on chunk", observer)
 
     def _notify(self, event: str, *args: Any) -> None:
         for observer in self.observers:

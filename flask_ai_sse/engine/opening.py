@@ -11,8 +11,8 @@ fallbacks included) is the stream's ``event: error``.
 
 ::
 
-    request greenlet                         opener greenlet
-    open_within ──spawn───────────────────▶  provider.open_abortable(request, signal)
+    request greenlet                         opener greenlet (the request's context copied)
+    open_within ──spawn───────────────────▶  open_(signal): provider.open_abortable(...)
        │ waits ≤ AI_SSE_KEEPALIVE                 │ status known ─▶ done
        ├─ done: the stream, or raise its error    │
        └─ not yet: PendingChunkStream ─▶ Engine.start ─▶ the response starts
@@ -25,12 +25,17 @@ fallbacks included) is the stream's ``event: error``.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from ..chunks import ChatRequest, Chunk
-from ..providers.base import AbortSignal, ChunkStream, Provider
+from ..chunks import Chunk
+from ..providers.base import AbortSignal, ChunkStream
 from .spawn import spawn
+
+#: Opens the upstream answer, stoppable through the signal (``Provider.open_abortable``).
+OpenFn = Callable[[AbortSignal], ChunkStream]
 
 #: Seconds between repeated aborts of an open that has not returned yet.
 RESHUT_INTERVAL = 0.25
@@ -39,9 +44,8 @@ RESHUT_INTERVAL = 0.25
 class _Opening:
     """One open running in its own greenlet, and its outcome once ``done``."""
 
-    def __init__(self, provider: Provider, request: ChatRequest) -> None:
-        self.provider = provider
-        self.request = request
+    def __init__(self, open_: OpenFn) -> None:
+        self.open = open_
         self.signal = AbortSignal()
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -56,7 +60,7 @@ class _Opening:
         stream: ChunkStream | None = None
         error: Exception | None = None
         try:
-            stream = self.provider.open_abortable(self.request, self.signal)
+            stream = self.open(self.signal)
         except Exception as exc:  # handed to whoever waits for it
             error = exc
         finally:
@@ -73,17 +77,23 @@ class _Opening:
         self.changed.set()
 
 
-def open_within(provider: Provider, request: ChatRequest, seconds: float) -> ChunkStream:
-    """``provider``'s stream for ``request`` if its status is known within ``seconds``
-    (or its error, raised), else a :class:`PendingChunkStream` that finishes the open."""
-    opening = _Opening(provider, request)
-    spawn(opening.run, name="ai-sse-open")
+def open_within(open_: OpenFn, seconds: float, *, provider: str, model: str) -> ChunkStream:
+    """``open_``'s stream if the provider's status is known within ``seconds`` (or its
+    error, raised), else a :class:`PendingChunkStream` that finishes the open and names
+    ``provider`` and ``model`` until then.
+
+    The opener runs in a copy of the caller's context: the app context and a trace
+    span that were current stay so.
+    """
+    opening = _Opening(open_)
+    context = contextvars.copy_context()
+    spawn(functools.partial(context.run, opening.run), name="ai-sse-open")
     if opening.done.wait(seconds):
         if opening.error is not None:
             raise opening.error
         assert opening.stream is not None
         return opening.stream
-    return PendingChunkStream(opening, provider=provider.name, model=request.model)
+    return PendingChunkStream(opening, provider=provider, model=model)
 
 
 class PendingChunkStream(ChunkStream):

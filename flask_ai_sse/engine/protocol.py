@@ -40,4 +40,8 @@ def entry_for_chunk(chunk: Chunk) -> bytes | None:
         return pack("reasoning", {"content": chunk.text})
     if chunk.kind == "tool_call" and chunk.tool_call is not None:
         return pack("tool_call_delta", chunk.tool_call.to_dict())
+    if chunk.kind == "tool_call_end":  # a whole call (the step loop, flask_ai_sse._steps)
+        return pack("tool_call", chunk.data)
+    if chunk.kind == "tool_result":
+        return pack("tool_result", chunk.data)
     return None

@@ -110,7 +110,7 @@ def drain(limit: float, engines: Iterable[Engine] | None = None) -> bool:
                 for generation in list(engine.active.values()):
                     if generation.abort_reason is None and not generation.done.is_set():
                         ended += 1
-                        generation.abort("shutting_down")
+                        generation.abort("shutting_down", ShuttingDown())
         if not busy:
             break
         if now >= give_up:

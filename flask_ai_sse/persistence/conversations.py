@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from .._settings import PersistenceSettings
 from .._turn import Turn
-from ..chunks import ChatRequest
+from ..chunks import ChatRequest, text_of
 from ..chunks import Message as ChatMessage
 from ..engine import Engine
 from ..errors import NotFound, ValidationError
@@ -23,6 +23,7 @@ from ._database import Database
 from .history import HistoryBudget, trim_history
 from .messages import MessageStream, MessageWriter
 from .models import ConversationMixin, MessageMixin, Models, utcnow
+from .replay import message_meta, replay
 from .turns import StoredTurn
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_ai_sse")
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 TITLE_CHARS = 80
 
 
@@ -45,7 +46,7 @@ OwnerArg = str | None | _Owner
 
 def _title(messages: Sequence[ChatMessage]) -> str | None:
     """A conversation's default title: the start of its first user message."""
-    text = next((m["content"] for m in messages if m["role"] == "user"), "")
+    text = next((text_of(m["content"]) for m in messages if m["role"] == "user"), "")
     text = " ".join(text.split())
     if not text:
         return None
@@ -250,7 +251,9 @@ class ConversationStore:
             conversation = self._get(session, conversation_id, owner)
             earlier = self._history(session, conversation_id) if history else []
             for message in new:
-                session.add(self._message(conversation_id, message["role"], message["content"]))
+                text = text_of(message["content"])
+                extra = message_meta(message) or None
+                session.add(self._message(conversation_id, message["role"], text, meta=extra))
             answer = self._message(conversation_id, role, "", "streaming", meta)
             session.add(answer)
             if conversation.title is None:
@@ -283,15 +286,16 @@ class ConversationStore:
     def _history(self, session: Session, conversation_id: str) -> builtins.list[ChatMessage]:
         """Earlier messages worth sending: ended, not empty; all system ones, the newest others."""
         M = self.Message
-        usable = sa.select(M.role, M.content).where(
-            M.conversation_id == conversation_id, M.status != "streaming", M.content != ""
+        usable = sa.select(M.role, M.content, M.meta).where(
+            M.conversation_id == conversation_id, M.status != "streaming"
         )
         system = session.execute(usable.where(M.role == "system").order_by(M.id)).all()
         others = usable.where(M.role != "system").order_by(M.id.desc())
         if self.budget.max_messages:
             others = others.limit(self.budget.max_messages)
         rows = [*system, *reversed(session.execute(others).all())]
-        return [cast(ChatMessage, {"role": role, "content": content}) for role, content in rows]
+        # Tool calls, results and parts live in meta (see .replay).
+        return [m for role, content, meta in rows for m in replay(role, content, meta)]
 
     def begin_turn(
         self,

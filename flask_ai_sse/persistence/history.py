@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..chunks import Message
+from ..chunks import Message, text_of
+from .replay import pair_tool_calls, units
 
 #: Characters per token for the estimate: about right for English with the common
 #: tokenizers, and deliberately not a tokenizer (no model-specific dependency).
@@ -45,23 +46,27 @@ def trim_history(
 
     ``max_messages`` counts the earlier non-system messages kept; characters and
     tokens count everything sent. Kept history never starts with an assistant
-    message, which several APIs refuse.
+    message, which several APIs refuse, and never separates a tool call from its
+    results.
     """
     system = [m for m in history if m["role"] == "system"]
     others = [m for m in history if m["role"] != "system"]
     fixed = [*system, *new]
-    chars = sum(len(m["content"]) for m in fixed)
-    tokens = sum(approx_tokens(m["content"]) for m in fixed)
-    kept: list[Message] = []
-    for message in reversed(others):
-        size = len(message["content"])
-        cost = approx_tokens(message["content"])
-        if not budget.fits(len(kept) + 1, chars + size, tokens + cost):
+    chars = sum(len(text_of(m["content"])) for m in fixed)
+    tokens = sum(approx_tokens(text_of(m["content"])) for m in fixed)
+    kept: list[list[Message]] = []
+    count = 0
+    # A tool call and its results are one unit: kept or dropped together.
+    for unit in reversed(units(others)):
+        size = sum(len(text_of(m["content"])) for m in unit)
+        cost = sum(approx_tokens(text_of(m["content"])) for m in unit)
+        if not budget.fits(count + len(unit), chars + size, tokens + cost):
             break
-        kept.append(message)
+        kept.append(unit)
+        count += len(unit)
         chars += size
         tokens += cost
     kept.reverse()
-    while kept and kept[0]["role"] == "assistant":
+    while kept and kept[0][0]["role"] in ("assistant", "tool"):
         kept.pop(0)
-    return [*system, *kept, *new]
+    return pair_tool_calls([*system, *(m for unit in kept for m in unit), *new])

@@ -15,6 +15,7 @@ from .._turn import Turn
 from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk
 from ..engine import Generation
 from .messages import MessageStream
+from .replay import answer_tool_meta
 
 logger = logging.getLogger("flask_ai_sse")
 
@@ -46,8 +47,13 @@ class PersistObserver:
         meta = {
             **generation.stats(),
             **answer_meta(generation.answer),
+            **answer_tool_meta(generation.answer),
             "finish_reason": generation.finish_reason,
         }
+        if generation.usage is not None:  # settled on every ending, estimated if need be
+            meta["usage"] = generation.usage
+        if generation.cost is not None:
+            meta["cost"] = generation.cost
         reason = generation.abort_reason
         if generation.status == "failed":
             self.message.fail(reason or "error", error=generation.error, meta=meta)
@@ -84,7 +90,12 @@ class StoredTurn(Turn):
         """Store a whole answer (``POST /ask``)."""
         self.message.meta.pop("stream_id", None)  # no stream to attach to
         self.message.append(answer.text, flush=False)
-        self.message.complete(meta=answer_meta(answer))
+        meta = answer_meta(answer)
+        if answer.turns:  # tool steps, replayed with the history (see .replay)
+            meta["tool_turns"] = answer.turns
+        if answer.finish_reason == "tool_calls" and answer.tool_calls:
+            meta["tool_calls"] = answer.tool_calls
+        self.message.complete(meta=meta)
 
     def failed(self, error: BaseException) -> None:
         """The upstream refused before any byte: the stored answer is ``failed``."""

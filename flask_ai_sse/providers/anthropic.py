@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
+from ..chunks import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 from ..sse import ServerSentEvent
 from .http import HTTPProvider, StreamParser, split_system, with_options
 
@@ -130,6 +130,84 @@ class AnthropicParser(StreamParser):
         yield Chunk("usage", usage=self.usage())
 
 
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        if part["type"] == "text":
+            blocks.append({"type": "text", "text": part["text"]})
+        elif "url" in part:
+            blocks.append({"type": "image", "source": {"type": "url", "url": part["url"]}})
+        else:
+            source = {"type": "base64", "media_type": part["media_type"], "data": part["data"]}
+            blocks.append({"type": "image", "source": source})
+    return blocks
+
+
+def _is_error(content: str | list[dict[str, Any]]) -> bool:
+    """A tool result that reports a failure (``{"error": {...}}``, as the step loop sends)."""
+    if not isinstance(content, str) or not content.startswith('{"error"'):
+        return False
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and set(value) == {"error"}
+
+
+def to_messages(history: list[Message]) -> list[dict[str, Any]]:
+    """Messages as content blocks: ``image`` blocks, ``tool_use`` in the assistant's turn,
+    and ``tool_result`` blocks in one user turn per run of tool messages (as the API asks)."""
+    out: list[dict[str, Any]] = []
+    for m in history:
+        if m["role"] == "tool":
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id", ""),
+                "content": _blocks(m["content"]) or "",
+            }
+            if _is_error(m["content"]):
+                result["is_error"] = True
+            previous = out[-1] if out else None
+            if previous and previous["role"] == "user" and previous.get("tool_results"):
+                previous["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result], "tool_results": True})
+            continue
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            blocks = _blocks(m["content"])
+            blocks += [
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
+                for c in m.get("tool_calls", ())
+            ]
+            out.append({"role": "assistant", "content": blocks})
+        elif isinstance(m["content"], str):
+            out.append({"role": m["role"], "content": m["content"]})
+        else:
+            out.append({"role": m["role"], "content": _blocks(m["content"])})
+    for message in out:
+        message.pop("tool_results", None)
+    return out
+
+
+TOOL_CHOICE = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+
+
+def add_tools(body: dict[str, Any], request: ChatRequest) -> None:
+    """Tools (``input_schema``), ``tool_choice``, and structured output (``output_config``)."""
+    if request.tools:
+        body["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in request.tools
+        ]
+    choice = request.tool_choice
+    if choice:
+        body["tool_choice"] = TOOL_CHOICE.get(choice) or {"type": "tool", "name": choice}
+    if request.schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": request.schema}}
+
+
 class AnthropicProvider(HTTPProvider):
     name = "anthropic"
     default_model = "claude-sonnet-4-6"
@@ -144,8 +222,9 @@ class AnthropicProvider(HTTPProvider):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [dict(m) for m in messages],
+            "messages": to_messages(messages),
         }
+        add_tools(body, request)
         if system:
             body["system"] = system
         if request.temperature is not None:

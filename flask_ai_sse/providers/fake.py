@@ -7,13 +7,15 @@ say plainly that no model was called. Tests script it with :class:`FakeReply`
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..chunks import ChatRequest, Chunk, Usage
+from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage, text_of
 from ..errors import AISSEError, ProviderError
 from .base import ChunkStream, Provider, ProviderConfig
 
@@ -29,6 +31,16 @@ DEFAULT_TEMPLATE = (
 def split_tokens(text: str) -> list[str]:
     """Split text into word-sized pieces that join back to exactly ``text``."""
     return _WORDS.findall(text) or ([text] if text else [])
+
+
+@dataclass(frozen=True)
+class FakeToolCall:
+    """A scripted tool call. ``arguments`` given as a string is sent as it is (e.g.
+    JSON that does not parse); the arguments stream in two pieces."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
 
 
 @dataclass
@@ -54,13 +66,23 @@ class FakeReply:
     stall: float = 0.0
     stall_after: int = 0
     model: str | None = None
+    #: Calls made after the text; the finish reason is then ``tool_calls``.
+    tool_calls: Sequence[FakeToolCall] = ()
 
 
 class FakeChunkStream(ChunkStream):
-    def __init__(self, reply: FakeReply, pieces: list[str], delay: float, model: str) -> None:
+    def __init__(
+        self,
+        reply: FakeReply,
+        pieces: list[str],
+        delay: float,
+        model: str,
+        ids: Iterator[int] | None = None,
+    ) -> None:
         super().__init__(provider=FakeProvider.name, model=model)
         self._reply = reply
         self._pieces = pieces
+        self._ids = ids or itertools.count(1)
         self._delay = delay
         self.closed = False
 
@@ -88,8 +110,24 @@ class FakeChunkStream(ChunkStream):
             return
         if reply.fail_after is not None and reply.fail_after >= len(self._pieces):
             raise reply.error
-        completion = len(self._pieces)
-        yield Chunk.finish(reply.finish_reason)
+        for index, call in enumerate(reply.tool_calls):
+            if self._wait(self._delay):
+                return
+            arguments = (
+                call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+            )
+            half = len(arguments) // 2
+            call_id = call.id or f"call_fake_{next(self._ids)}"
+            for piece, first in ((arguments[:half], True), (arguments[half:], False)):
+                delta = ToolCallDelta(
+                    index, call_id if first else None, call.name if first else None, piece
+                )
+                yield Chunk("tool_call", tool_call=delta)
+        completion = len(self._pieces) + len(reply.tool_calls)
+        finish = reply.finish_reason
+        if reply.tool_calls and finish == "stop":
+            finish = "tool_calls"
+        yield Chunk.finish(finish)
         yield Chunk("usage", usage=Usage(0, completion, completion))
 
     def close(self) -> None:
@@ -124,6 +162,7 @@ class FakeProvider(Provider):
         self.script = [r if isinstance(r, FakeReply) else FakeReply(text=r) for r in script]
         self.requests: list[ChatRequest] = []
         self._lock = threading.Lock()
+        self._ids = itertools.count(1)
 
     def _next_reply(self) -> FakeReply:
         with self._lock:
@@ -140,9 +179,10 @@ class FakeProvider(Provider):
             pieces = list(reply.chunks)
         else:
             prompt = next(
-                (m["content"] for m in reversed(request.messages) if m["role"] == "user"), ""
+                (text_of(m["content"]) for m in reversed(request.messages) if m["role"] == "user"),
+                "",
             )
             text = reply.text if reply.text is not None else self.template.format(prompt=prompt)
             pieces = split_tokens(text)
         delay = self.delay if reply.delay is None else reply.delay
-        return FakeChunkStream(reply, pieces, delay, reply.model or request.model)
+        return FakeChunkStream(reply, pieces, delay, reply.model or request.model, self._ids)

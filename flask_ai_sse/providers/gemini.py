@@ -10,10 +10,12 @@ system prompt is ``systemInstruction``; limits go in ``generationConfig``.
 from __future__ import annotations
 
 import json
+import mimetypes
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
-from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
+from ..chunks import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 from ..errors import ProviderProtocolError
 from ..sse import ServerSentEvent
 from .http import HTTPProvider, StreamParser, split_system, with_options
@@ -69,7 +71,8 @@ class GeminiParser(StreamParser):
                         "tool_call",
                         tool_call=ToolCallDelta(
                             index=self.tools,
-                            id=call.get("id"),
+                            # Gemini often sends no id; one is made so results can name it.
+                            id=call.get("id") or f"call_{secrets.token_hex(12)}",
                             name=call.get("name"),
                             arguments=json.dumps(call.get("args") or {}),
                         ),
@@ -95,6 +98,99 @@ class GeminiParser(StreamParser):
         yield from self.end()
 
 
+def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part["type"] == "text":
+            parts.append({"text": part["text"]})
+        elif "data" in part:
+            parts.append({"inlineData": {"mimeType": part["media_type"], "data": part["data"]}})
+        else:
+            mime = part.get("media_type") or mimetypes.guess_type(part["url"])[0] or "image/jpeg"
+            parts.append({"fileData": {"mimeType": mime, "fileUri": part["url"]}})
+    return parts
+
+
+def _response(content: str | list[dict[str, Any]]) -> dict[str, Any]:
+    """A tool's result as ``functionResponse.response``, which must be an object."""
+    text = content if isinstance(content, str) else json.dumps(content)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def contents(history: list[Message]) -> list[dict[str, Any]]:
+    """Messages as ``contents``: ``inlineData``/``fileData`` parts, ``functionCall`` parts in
+    the model's turn, and one user turn of ``functionResponse`` parts per run of tool messages
+    (a response names its function, found from the call it answers)."""
+    names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for m in history:
+        if m["role"] == "tool":
+            call_id = m.get("tool_call_id", "")
+            part = {
+                "functionResponse": {
+                    "id": call_id,
+                    "name": names.get(call_id, call_id),
+                    "response": _response(m["content"]),
+                }
+            }
+            if out and out[-1].get("tool_results"):
+                out[-1]["parts"].append(part)
+            else:
+                out.append({"role": "user", "parts": [part], "tool_results": True})
+            continue
+        parts = _parts(m["content"])
+        for call in m.get("tool_calls", ()):
+            names[call["id"]] = call["name"]
+            parts.append(
+                {
+                    "functionCall": {
+                        "id": call["id"],
+                        "name": call["name"],
+                        "args": call["arguments"],
+                    }
+                }
+            )
+        out.append({"role": "model" if m["role"] == "assistant" else "user", "parts": parts})
+    for content in out:
+        content.pop("tool_results", None)
+    return out
+
+
+def add_tools(body: dict[str, Any], config: dict[str, Any], request: ChatRequest) -> None:
+    """Function declarations (their JSON Schema as ``parametersJsonSchema``), the calling
+    mode, and structured output (``responseMimeType`` with ``responseJsonSchema``, which
+    takes a JSON Schema as it is, where ``responseSchema`` takes an OpenAPI subset)."""
+    if request.tools:
+        body["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": t.name,
+                        "description": t.description,
+                        "parametersJsonSchema": t.parameters,
+                    }
+                    for t in request.tools
+                ]
+            }
+        ]
+    choice = request.tool_choice
+    if choice:
+        modes = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+        calling: dict[str, Any] = {"mode": modes.get(choice, "ANY")}
+        if choice not in modes:
+            calling["allowedFunctionNames"] = [choice]
+        body["toolConfig"] = {"functionCallingConfig": calling}
+    if request.schema is not None:
+        config["responseMimeType"] = "application/json"
+        config["responseJsonSchema"] = request.schema
+
+
 class GeminiProvider(HTTPProvider):
     name = "gemini"
     default_model = "gemini-2.5-flash"
@@ -110,15 +206,7 @@ class GeminiProvider(HTTPProvider):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         system, messages = split_system(request)
-        body: dict[str, Any] = {
-            "contents": [
-                {
-                    "role": "model" if m["role"] == "assistant" else "user",
-                    "parts": [{"text": m["content"]}],
-                }
-                for m in messages
-            ]
-        }
+        body: dict[str, Any] = {"contents": contents(messages)}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
         config: dict[str, Any] = {}
@@ -126,6 +214,7 @@ class GeminiProvider(HTTPProvider):
             config["temperature"] = request.temperature
         if request.max_tokens is not None:
             config["maxOutputTokens"] = request.max_tokens
+        add_tools(body, config, request)
         if config:
             body["generationConfig"] = config
         return with_options(body, request.options)

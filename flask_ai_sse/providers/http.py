@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk, Message
+from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk, Message, text_of
 from ..errors import ConfigurationError, ProviderError, ProviderProtocolError
 from ..sse import ServerSentEvent, SSEDecoder
 from ._transport import HTTPTransport, shutdown
@@ -257,7 +257,7 @@ def split_system(request: ChatRequest) -> tuple[str | None, list[Message]]:
     For the APIs that take the system prompt beside the messages (Anthropic, Gemini).
     """
     parts = [request.system] if request.system else []
-    parts += [m["content"] for m in request.messages if m["role"] == "system"]
+    parts += [text_of(m["content"]) for m in request.messages if m["role"] == "system"]
     rest = [m for m in request.messages if m["role"] != "system"]
     return ("\n\n".join(parts) if parts else None), rest
 

@@ -9,10 +9,12 @@ the stream is an error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from ..chunks import ChatRequest, Chunk, ToolCallDelta, Usage
+from .._parts import data_url
+from ..chunks import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 from ..sse import ServerSentEvent
 from .http import HTTPProvider, StreamParser, with_options
 
@@ -95,6 +97,61 @@ class OpenAIParser(StreamParser):
             yield self.finish(FINISH_REASONS.get(finish_reason, "stop"), finish_reason)
 
 
+def message(m: Message) -> dict[str, Any]:
+    """A message in Chat Completions form: ``image_url`` parts, ``tool`` messages,
+    assistant ``tool_calls`` with their arguments as a JSON string."""
+    content = m["content"]
+    out: dict[str, Any] = {"role": m["role"]}
+    if isinstance(content, str):
+        out["content"] = content
+    else:
+        out["content"] = [
+            {"type": "text", "text": p["text"]}
+            if p["type"] == "text"
+            else {"type": "image_url", "image_url": {"url": data_url(p)}}
+            for p in content
+        ]
+    if m["role"] == "tool":
+        out["tool_call_id"] = m.get("tool_call_id", "")
+    if m.get("tool_calls"):
+        out["content"] = out["content"] or None
+        out["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            }
+            for call in m.get("tool_calls", ())
+        ]
+    return out
+
+
+def add_tools(body: dict[str, Any], request: ChatRequest) -> None:
+    """Tools, the choice among them and structured output, as Chat Completions names them."""
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in request.tools
+        ]
+    choice = request.tool_choice
+    if choice in ("auto", "none", "required"):
+        body["tool_choice"] = choice
+    elif choice:
+        body["tool_choice"] = {"type": "function", "function": {"name": choice}}
+    if request.schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": request.schema, "strict": True},
+        }
+
+
 class OpenAICompatibleProvider(HTTPProvider):
     """Any server with the OpenAI chat completions API; the presets only change defaults."""
 
@@ -105,10 +162,11 @@ class OpenAICompatibleProvider(HTTPProvider):
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = [dict(m) for m in request.messages]
+        messages: list[dict[str, Any]] = [message(m) for m in request.messages]
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
         body: dict[str, Any] = {"model": request.model, "messages": messages}
+        add_tools(body, request)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:

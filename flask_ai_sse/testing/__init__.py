@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ..providers.fake import FakeProvider, FakeReply
+from ..providers.fake import FakeProvider, FakeReply, FakeToolCall
 from .client import StreamResult, collect, parse_sse
 from .upstream import AnthropicMock, GeminiMock, MockReply, MockToolCall, OpenAIMock
 
@@ -16,6 +16,7 @@ __all__ = [
     "AnthropicMock",
     "FakeProvider",
     "FakeReply",
+    "FakeToolCall",
     "GeminiMock",
     "MockReply",
     "MockToolCall",

@@ -91,12 +91,18 @@ class SlowOpen(FakeProvider):
         return stream
 
 
+def within(provider, seconds):
+    return open_within(
+        lambda abort: provider.open_abortable(ASK, abort), seconds, provider="fake", model="m"
+    )
+
+
 def test_an_open_within_the_deadline_returns_its_stream_or_raises():
     fast = SlowOpen(0.0, script=["hi"], delay=0)
-    assert not isinstance(open_within(fast, ASK, 1.0), PendingChunkStream)
+    assert not isinstance(within(fast, 1.0), PendingChunkStream)
     failing = FakeProvider(script=[FakeReply(fail_before=ProviderError("no"))])
     try:
-        open_within(failing, ASK, 1.0)
+        within(failing, 1.0)
     except ProviderError as exc:
         assert exc.message == "no"
     else:
@@ -105,7 +111,7 @@ def test_an_open_within_the_deadline_returns_its_stream_or_raises():
 
 def test_a_pending_stream_reads_the_late_open_and_names_who_answered():
     provider = SlowOpen(0.3, script=[FakeReply(text="late text", model="late-model")], delay=0)
-    stream = open_within(provider, ASK, 0.05)
+    stream = within(provider, 0.05)
     assert isinstance(stream, PendingChunkStream)
     assert (stream.provider, stream.model) == ("fake", "m")
     text = "".join(chunk.text for chunk in stream if chunk.kind == "text")
@@ -115,7 +121,7 @@ def test_a_pending_stream_reads_the_late_open_and_names_who_answered():
 
 def test_a_pending_stream_closed_before_the_open_returns_closes_what_it_opens():
     provider = SlowOpen(0.3, heeds_abort=False, script=["never read"], delay=0)
-    stream = open_within(provider, ASK, 0.05)
+    stream = within(provider, 0.05)
     stream.close()  # e.g. the store failed as the generation started
     deadline = time.monotonic() + 5
     while not provider.closed and time.monotonic() < deadline:
@@ -125,7 +131,7 @@ def test_a_pending_stream_closed_before_the_open_returns_closes_what_it_opens():
 
 def test_a_pending_stream_aborted_while_waiting_ends_quietly():
     provider = SlowOpen(30.0, script=["never"], delay=0)
-    stream = open_within(provider, ASK, 0.05)
+    stream = within(provider, 0.05)
     threading.Timer(0.1, stream.abort).start()
     began = time.monotonic()
     assert list(stream) == []

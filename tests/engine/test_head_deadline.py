@@ -141,3 +141,18 @@ def test_a_client_that_leaves_during_a_retry_backoff_stops_the_retry(
     # with a margin: no second request ever came.
     time.sleep(max(0.0, first_at + 5.5 - time.monotonic()))  # waiting out the retry time
     assert mock.stats()["requests"] == before + 1
+
+
+def test_an_observed_provider_is_stopped_too(gunicorn_server: Any, mock: OpenAIMock) -> None:
+    """With metrics on, the provider is behind an observing wrapper: the abort reaches
+    the adapter through it, and the late answer is counted like any other."""
+    server = gunicorn_server({**CONFIG, "AI_SSE_BASE_URL": mock.base_url, "AI_SSE_METRICS": True})
+    mock.script(MockReply(text="counted", headers_delay=0.8))
+    assert collect(post(server).content).text == "counted"
+    mock.script(MockReply(headers_delay=30))
+    before = mock.stats()["heads_abandoned"]
+    response = post(server)
+    next(response.iter_content(chunk_size=None))
+    assert mock.wait_for(lambda s: s["heads_pending"] == 1, 5)
+    response.close()
+    assert mock.wait_for(lambda s: s["heads_abandoned"] == before + 1, KEEPALIVE + GRACE + 3.0)

@@ -148,7 +148,7 @@ class AnthropicMock(MockUpstream):
         if reply.pieces():
             content.append({"type": "text", "text": "".join(reply.pieces())})
         content += [
-            {"type": "tool_use", "id": t.id, "name": t.name, "input": t.arguments}
+            {"type": "tool_use", "id": t.id, "name": t.name, "input": t.object}
             for t in reply.tool_calls
         ]
         return {

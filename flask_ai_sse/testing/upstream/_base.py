@@ -45,9 +45,29 @@ Item = tuple[str, Any]
 
 @dataclass(frozen=True)
 class MockToolCall:
+    """A scripted call; ``arguments`` as a string goes out verbatim (e.g. broken JSON)
+    where the format streams arguments as text (OpenAI, Anthropic), in ``pieces``
+    fragments of about equal length (at least one)."""
+
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str
     id: str = "call_mock_1"
+    pieces: int = 2
+
+    @property
+    def text(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    @property
+    def object(self) -> dict[str, Any]:
+        """The arguments as an object, for formats that carry one (``{}`` if they don't parse)."""
+        if isinstance(self.arguments, dict):
+            return self.arguments
+        try:
+            value = json.loads(self.arguments)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass
@@ -108,10 +128,11 @@ class MockReply:
             yield "text", piece
         for index, call in enumerate(self.tool_calls):
             yield "tool", (index, call)
-            arguments = json.dumps(call.arguments)
-            half = len(arguments) // 2
-            yield "tool_args", (index, arguments[:half])
-            yield "tool_args", (index, arguments[half:])
+            arguments = call.text
+            count = max(1, call.pieces)
+            cuts = [len(arguments) * i // count for i in range(count + 1)]
+            for start, end in itertools.pairwise(cuts):
+                yield "tool_args", (index, arguments[start:end])
 
 
 @dataclass

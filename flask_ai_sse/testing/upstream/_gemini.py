@@ -83,7 +83,7 @@ class GeminiMock(MockUpstream):
                 yield {"text": value}
             elif kind == "tool":
                 _, tool = value
-                yield {"functionCall": {"name": tool.name, "args": tool.arguments}}
+                yield {"functionCall": {"name": tool.name, "args": tool.object}}
 
     def frames(self, call: Call) -> Iterator[Frame]:
         for out, part in enumerate(self._parts(call.reply), 1):

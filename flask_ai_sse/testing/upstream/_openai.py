@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -105,7 +104,7 @@ class OpenAIMock(MockUpstream):
                 {
                     "id": tool.id,
                     "type": "function",
-                    "function": {"name": tool.name, "arguments": json.dumps(tool.arguments)},
+                    "function": {"name": tool.name, "arguments": tool.text},
                 }
                 for tool in reply.tool_calls
             ]
