@@ -52,6 +52,8 @@ SCENARIOS: dict[str, list[Scenario]] = {
         Scenario("b", "b-steady", Load(9000, 30, 500, 100), Load(100, 5, 250, 100), RELAYS),
     ],
     "c": [Scenario("c", "c", Load(100, 50, 20, 200), Load(10, 10, 10, 100), ("direct", *RELAYS))],
+    # Memory per open stream alone: b's stream shape at N=3000, all open at once at 1000/s.
+    "m": [Scenario("b", "m", Load(3000, 30, 500, 1000), Load(200, 5, 250, 400), RELAYS)],
 }
 
 
@@ -86,7 +88,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=["a", "b", "c", "all"], default="all")
+    parser.add_argument("--scenario", choices=["a", "b", "c", "m", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--profile", action="store_true", help="py-spy the relays (skews CPU)")
     parser.add_argument("--repeat", type=int, default=1, help="run each scenario this often")

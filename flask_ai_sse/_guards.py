@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from ._budgets import Budgets
 from ._cors import CorsPolicy
+from ._redis_client import is_redis_failure, limiter_storage_options
 from ._request import requested_event_id
 from ._settings import GuardSettings
 from ._slots import Slots, create_slots
@@ -81,7 +82,9 @@ class RateLimit:
         except (HTTPException, AISSEError):
             raise  # e.g. abort(401) from the authorize hook, called by the key function
         except Exception as exc:
-            if _is_storage_error(exc):
+            from limits.errors import StorageError
+
+            if isinstance(exc, StorageError) or is_redis_failure(exc):
                 raise StoreError("The rate limit storage is unavailable.") from exc
             raise
 
@@ -93,18 +96,6 @@ class RateLimit:
         except Exception:  # the storage failing here must not hide the 429
             logger.debug("could not read the rate limit window", exc_info=True)
         return float(exc.limit.limit.get_expiry())
-
-
-def _is_storage_error(exc: BaseException) -> bool:
-    from limits.errors import StorageError
-
-    if isinstance(exc, StorageError | ConnectionError | TimeoutError):
-        return True
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - depends on the install
-        return False
-    return isinstance(exc, redis.RedisError)
 
 
 def _internal_limiter(
@@ -122,6 +113,7 @@ def _internal_limiter(
     limiter = Limiter(
         client_key,
         storage_uri=settings.rate_limit_storage,
+        storage_options=limiter_storage_options(settings.rate_limit_storage, settings.redis),
         strategy=settings.rate_limit_strategy,
         key_prefix=SCOPE,
         headers_enabled=False,
@@ -190,7 +182,10 @@ class Guards:
         slots = None
         if settings.max_streams_per_key:
             slots = create_slots(
-                settings.slots_url, settings.max_streams_per_key, lease=settings.slot_lease
+                settings.slots_url,
+                settings.max_streams_per_key,
+                lease=settings.slot_lease,
+                options=settings.redis,
             )
         return cls(client_key, rate_limit=rate_limit, slots=slots, cors=cors)
 

@@ -99,8 +99,7 @@ class Telemetry:
 
     @classmethod
     def setup(cls, app: Flask, state: AppState) -> Telemetry:
-        """Build what the settings ask for; observe the provider (a wrapper), listen to
-        the engine."""
+        """Build what the settings ask for; observe the provider, listen to the engine."""
         settings = state.settings.observability
         metrics = models = registry = None
         if settings.metrics is not False:

@@ -18,15 +18,14 @@ from typing import Any
 from . import constants as C
 from ._cors import CorsPolicy
 from ._parts import PartLimits
+from ._redis_client import SCHEMES as REDIS_SCHEMES
+from ._redis_client import RedisOptions
 from ._usage import parse_prices
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
 from .protocols import PROTOCOLS
 from .providers.base import ProviderConfig
-
-#: The URL schemes of a Redis server (stream store, slots).
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,10 @@ class StoreSettings:
     url: Any
     ttl: float
     max_events: int
+    #: How the Redis pools behave (``AI_SSE_REDIS_*``).
+    redis: RedisOptions
+    #: Seconds a store outage may last without ending running streams.
+    outage_budget: float
 
     @property
     def redis_url(self) -> str | None:
@@ -55,6 +58,8 @@ class GuardSettings:
     slots_url: str
     #: How long a Redis slot outlives a worker that died holding it.
     slot_lease: float
+    #: How the Redis pools of the slots and the rate limit behave.
+    redis: RedisOptions
 
 
 @dataclass(frozen=True)
@@ -213,11 +218,20 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         sentence_mode=r.flag(C.SENTENCE_MODE),
         shutdown_timeout=r.optional_number(C.SHUTDOWN_TIMEOUT),
         prices=parse_prices(r.mapping(C.PRICES)),
+        store_outage_budget=r.number(C.STORE_OUTAGE_BUDGET),
     )
+    redis_timeout = r.number(C.REDIS_TIMEOUT, above=True)
     store = StoreSettings(
         url=r.raw(C.STORE),
         ttl=r.number(C.STREAM_TTL, above=True),
         max_events=r.count(C.STREAM_MAX_EVENTS, minimum=1),
+        redis=RedisOptions(
+            socket_timeout=redis_timeout,
+            connect_timeout=redis_timeout,
+            max_connections=r.count(C.REDIS_MAX_CONNECTIONS, minimum=2),
+            pool_timeout=r.number(C.REDIS_POOL_TIMEOUT, above=True),
+        ),
+        outage_budget=engine.store_outage_budget,
     )
     return Settings(
         provider=_provider(r),
@@ -322,6 +336,7 @@ def _guards(r: _Reader, store: StoreSettings, engine: EngineSettings) -> GuardSe
         max_streams_per_key=r.integer(C.MAX_STREAMS_PER_KEY, minimum=1, optional=True),
         slots_url=slots_url,
         slot_lease=longest + engine.disconnect_grace + 60.0,
+        redis=store.redis,
     )
 
 

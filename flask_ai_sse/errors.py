@@ -21,6 +21,7 @@ one boundary each, with ``raise ... from exc``::
     ├── InvalidOutput (502)          structured output that does not match its schema
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamGapError (410)         a reader fell behind the bounded log
+    ├── StreamInterrupted (500)      the stream's producer died (its worker was lost)
     ├── StoreError (503)             the stream store (Redis) failed
     └── ShuttingDown (503)           the worker is shutting down: no new stream, or
                                      one that could not finish in time
@@ -50,6 +51,7 @@ __all__ = [
     "ShuttingDown",
     "StoreError",
     "StreamGapError",
+    "StreamInterrupted",
     "StreamTimeout",
     "TooManyRequests",
     "TooManyStreams",
@@ -236,6 +238,14 @@ class StreamGapError(AISSEError):
     type = "stream_gap"
     status = 410
     public_message = "Events were dropped before this client read them."
+
+
+class StreamInterrupted(AISSEError):
+    """The stream's producer stopped beating: its worker was killed or its host lost."""
+
+    type = "interrupted"
+    status = 500
+    public_message = "The stream was interrupted: the server producing it stopped."
 
 
 class TooManyStreams(TooManyRequests):

@@ -159,7 +159,14 @@ class AISSE:
         )
         store = settings.store
         engine = Engine(
-            create_store(store.url, ttl=store.ttl, max_events=store.max_events), settings.engine
+            create_store(
+                store.url,
+                ttl=store.ttl,
+                max_events=store.max_events,
+                redis_options=store.redis,
+                outage_budget=store.outage_budget,
+            ),
+            settings.engine,
         )
         guards = Guards.setup(
             app,
@@ -173,6 +180,8 @@ class AISSE:
             conversations = self._persistence.init_app(
                 app, settings.persistence, owner=self.current_owner
             )
+            # Whichever worker ends a stream whose producer died marks its message too.
+            engine.store.on_interrupted.append(conversations.mark_interrupted)
         state = AppState(self, settings, provider, engine, guards, conversations)
         app.extensions[C.EXTENSION_NAME] = state
         state.telemetry = Telemetry.setup(app, state)
@@ -370,6 +379,7 @@ class AISSE:
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
+        state.engine.check_store()  # a store that is down must not cost an upstream request
         # A worker that shuts down takes no new stream (503 shutting_down); the telemetry
         # span is current while the upstream call opens (carried into the opener).
         with (

@@ -191,6 +191,8 @@ class SSEDecoder:
     def _reset(self) -> None:
         """Per-connection state: what a new response starts from."""
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Whether _utf8 holds part of a character (only then must a chunk go through it).
+        self._utf8_pending = False
         self._started = False
         self._skip_lf = False
         self._tail: list[str] = []
@@ -205,7 +207,13 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent | Comment]:
         """Decode ``chunk`` and return the events (and comments) it completes."""
-        text = self._utf8.decode(chunk)
+        if self._utf8_pending:
+            text = self._utf8_incremental(chunk)
+        else:
+            try:  # the usual piece: whole characters, decoded without the incremental codec
+                text = chunk.decode()
+            except UnicodeDecodeError:
+                text = self._utf8_incremental(chunk)
         if not text:
             return []
         if not self._started:
@@ -216,13 +224,16 @@ class SSEDecoder:
             self._skip_lf = False
             if text[:1] == "\n":
                 text = text[1:]
-        if "\n" not in text and "\r" not in text:
+        if "\r" in text:
+            lines = _LINE_END.split(text)
+        elif "\n" in text:
+            lines = text.split("\n")
+        else:
             # Part of a line: keep the pieces, join them once the line ends
             # (joining on every chunk would be quadratic in the line length).
             if text:
                 self._tail.append(text)
             return []
-        lines = _LINE_END.split(text)
         if self._tail:
             lines[0] = "".join(self._tail) + lines[0]
         last = lines.pop()
@@ -232,10 +243,18 @@ class SSEDecoder:
         self._skip_lf = text[-1] == "\r"
         out: list[ServerSentEvent | Comment] = []
         for line in lines:
+            if line[:5] == "data:":  # the usual line, without a call
+                self._data.append(line[6:] if line[5:6] == " " else line[5:])
+                continue
             item = self._line(line)
             if item is not None:
                 out.append(item)
         return out
+
+    def _utf8_incremental(self, chunk: bytes) -> str:
+        text = self._utf8.decode(chunk)
+        self._utf8_pending = bool(self._utf8.getstate()[0])
+        return text
 
     def close(self) -> list[ServerSentEvent | Comment]:
         """End of stream: an unterminated last event is discarded, as WHATWG says.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import logging
 import secrets
 import threading
 import time
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import constants as C
+from .._redis_client import SCHEMES as REDIS_SCHEMES
+from .._redis_client import RedisOptions
 from .._usage import Price
 from ..errors import ConfigurationError, NotFound, StoreError
 from ..protocols import PROTOCOLS, create_encoder
@@ -30,7 +33,9 @@ from ..providers.base import ChunkStream
 from .generation import Generation, Observer
 from .reader import StreamReader
 from .shutdown import Admission, track
-from .store import MemoryStore, StreamStore
+from .store import HEARTBEAT, MemoryStore, StreamStore
+
+logger = logging.getLogger("flask_ai_sse")
 
 __all__ = [
     "Engine",
@@ -45,19 +50,44 @@ __all__ = [
 ]
 
 
-def create_store(url: str | StreamStore, *, ttl: float, max_events: int) -> StreamStore:
-    """The store ``AI_SSE_STORE`` names: ``memory``, a ``redis://`` / ``rediss://`` URL,
-    or a ready :class:`StreamStore`."""
+#: Seconds before the watchdog asks a failing store again about an orphaned stream.
+WATCHDOG_RETRY = 1.0
+
+
+def create_store(
+    url: str | StreamStore,
+    *,
+    ttl: float,
+    max_events: int,
+    redis_options: RedisOptions | None = None,
+    outage_budget: float = C.DEFAULTS[C.STORE_OUTAGE_BUDGET],
+) -> StreamStore:
+    """The store ``AI_SSE_STORE`` names: ``memory``, a Redis URL, or a ready :class:`StreamStore`.
+
+    With Redis, a producer beats every :data:`HEARTBEAT` seconds and counts as lost
+    after ``outage_budget + 3 * HEARTBEAT`` seconds without a beat: longer than any
+    Redis outage the streams are meant to ride out, so a stall is never taken for a
+    dead worker.
+    """
     if isinstance(url, StreamStore):
         return url
     if url in ("memory", "memory://"):
         return MemoryStore(ttl=ttl, max_events=max_events)
-    if isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")):
+    if isinstance(url, str) and url.startswith(REDIS_SCHEMES):
         # Loaded only for a Redis URL: the 'redis' package is an optional extra.
         from .redis_store import RedisStore
 
-        return RedisStore(url, ttl=ttl, max_events=max_events)
-    raise ConfigurationError(f"AI_SSE_STORE must be 'memory' or a redis:// URL, not {url!r}.")
+        return RedisStore(
+            url,
+            ttl=ttl,
+            max_events=max_events,
+            options=redis_options,
+            heartbeat=HEARTBEAT,
+            lapse=outage_budget + 3 * HEARTBEAT,
+        )
+    raise ConfigurationError(
+        f"AI_SSE_STORE must be 'memory' or a redis:// (or redis+sentinel://) URL, not {url!r}."
+    )
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,8 @@ class EngineSettings:
     shutdown_timeout: float | None = C.DEFAULTS[C.SHUTDOWN_TIMEOUT]
     #: ``AI_SSE_PRICES``, parsed: usage turns into cost at every stream's end.
     prices: Mapping[str, Price] = field(default_factory=dict)
+    #: Seconds a store outage may last without ending running streams.
+    store_outage_budget: float = C.DEFAULTS[C.STORE_OUTAGE_BUDGET]
 
 
 class EngineListener(Protocol):
@@ -154,6 +186,8 @@ class Engine:
             prompt_estimate=prompt_estimate,
             prices=self.settings.prices,
             wrap=wrap,
+            outage_budget=self.settings.store_outage_budget,
+            max_unwritten=getattr(self.store, "max_events", 10000),
         )
         self.active[stream_id] = generation
         self._ensure_watchdog()
@@ -168,6 +202,14 @@ class Engine:
         self._timed("create", began)
         self._schedule(generation)
         return generation
+
+    def check_store(self) -> None:
+        """Raise :class:`StoreError` (a 503) if the store cannot take a new stream now.
+
+        Called before a new stream opens its upstream request, which costs money:
+        a store that is down must not let requests through to the provider.
+        """
+        self.store.check()
 
     def _check_owner(self, stream_id: str, owner: str | None) -> dict[str, Any]:
         """One lookup: the stream exists and is ``owner``'s (``None``: anonymous)."""
@@ -230,6 +272,7 @@ class Engine:
             flush_interval=self.settings.flush_interval,
             on_close=functools.partial(self._detached, stream_id),
             encoder=encoder,
+            outage_budget=self.settings.store_outage_budget,
         )
 
     def _timed(self, operation: str, began: float, *, failed: bool = False) -> None:
@@ -264,9 +307,14 @@ class Engine:
                 self._watchdog.start()
 
     def _watch(self) -> None:
+        """Runs for the life of the process: no error may end it (it would take every
+        timeout and disconnect grace of this process with it)."""
         while True:
             time.sleep(self._tick)
-            self.check(time.monotonic())
+            try:
+                self.check(time.monotonic())
+            except Exception:
+                logger.exception("stream watchdog: a check failed; it goes on")
 
     def _due(self, gen: Generation) -> float | None:
         """When ``gen`` next needs a look: a timeout, or the end of its disconnect grace."""
@@ -283,11 +331,14 @@ class Engine:
     def _schedule(self, gen: Generation) -> None:
         due = self._due(gen)
         if due is not None:
-            with self._lock:
-                if gen.stream_id not in self.active:  # it ended already
-                    return
-                self._due_at[gen.stream_id] = due
-                heapq.heappush(self._heap, (due, gen.stream_id))
+            self._schedule_at(gen, due)
+
+    def _schedule_at(self, gen: Generation, due: float) -> None:
+        with self._lock:
+            if gen.stream_id not in self.active:  # it ended already
+                return
+            self._due_at[gen.stream_id] = due
+            heapq.heappush(self._heap, (due, gen.stream_id))
 
     def _forget(self, gen: Generation) -> None:
         with self._lock:
@@ -321,7 +372,12 @@ class Engine:
                 and gen.orphaned_at is not None
                 and now - gen.orphaned_at >= s.disconnect_grace
             ):
-                if self.store.listeners(stream_id) == 0:
+                try:
+                    listeners = self.store.listeners(stream_id)
+                except StoreError:  # logged by the store; look again in a moment
+                    self._schedule_at(gen, now + WATCHDOG_RETRY)
+                    continue
+                if listeners == 0:
                     gen.abort("disconnected")
                     continue
                 gen.orphaned_at = None

@@ -10,6 +10,14 @@ leaves, returns or is joined by others changes nothing here.
 Stopping: :meth:`Generation.abort` records why and calls the chunk stream's
 ``abort()``, which wakes the producer's blocked read from outside; the producer
 then closes the upstream response itself and writes the terminal event.
+
+Store faults: an append that fails keeps its entries in the store's queue (see
+:meth:`StreamStore.unwritten`), and the producer keeps reading its provider. The
+queue is written, in order and with the same ids, once the store answers again.
+Only an outage longer than ``outage_budget`` seconds, or a queue longer than
+``max_unwritten`` entries, ends the stream (``store_unavailable``). The end itself
+is retried for as long again, so one terminal event lands whenever the store is
+back in time.
 """
 
 from __future__ import annotations
@@ -22,12 +30,12 @@ from typing import Any, Protocol
 
 from .._usage import Price, cost, settle
 from ..chunks import AnswerBuilder, Chunk
-from ..errors import AISSEError, StreamTimeout
+from ..errors import AISSEError, StoreError, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
 from .protocol import END, entry_for_chunk, pack
 from .spawn import spawn
-from .store import StreamStore
+from .store import StreamLost, StreamStore
 
 logger = logging.getLogger("flask_ai_sse")
 
@@ -67,8 +75,14 @@ class Generation:
         prompt_estimate: int = 0,
         prices: Mapping[str, Price] | None = None,
         wrap: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+        outage_budget: float = 10.0,
+        max_unwritten: int = 10000,
     ) -> None:
         self.stream_id = stream_id
+        self.outage_budget = outage_budget
+        self.max_unwritten = max_unwritten
+        #: Since when the store fails this producer's appends (``None``: it does not).
+        self.store_down_since: float | None = None
         self.store = store
         self.chunks = chunks
         self.start_data = start
@@ -106,9 +120,14 @@ class Generation:
         """Write the ``start`` event, then run the producer in its own thread/greenlet."""
         self.store.create(self.stream_id, self.meta)
         self.store.watch(self.stream_id, self._on_signal)
-        self._notify("started")
-        self.seq += 1
-        self.store.append(self.stream_id, [pack("start", self.start_data)])
+        try:
+            self._notify("started")
+            self.seq += 1
+            # A failure here is the client's 503.
+            self.store.append(self.stream_id, [pack("start", self.start_data)])
+        except BaseException:
+            self.store.unwatch(self.stream_id)  # no heartbeat for a stream that never ran
+            raise
         run = self.run if self._wrap is None else self._wrap(self.run)
         spawn(run, name=f"ai-sse-{self.stream_id[:8]}")
 
@@ -149,7 +168,7 @@ class Generation:
             self._finish()
 
     def _pump(self) -> None:
-        stream_id, answer = self.stream_id, self.answer
+        answer = self.answer
         for chunk in self.chunks:
             if self.abort_reason is not None:
                 return
@@ -171,7 +190,41 @@ class Generation:
             if self.progress_every and answer.chunks % self.progress_every == 0:
                 self.seq += 1
                 entries.append(pack("progress", self.progress()))
-            self.store.append(stream_id, entries)
+            self._append(entries)
+
+    def _append(self, entries: list[bytes]) -> None:
+        """Append, riding out a store outage within the budget (see the module docstring)."""
+        try:
+            self.store.append(self.stream_id, entries)
+        except StreamLost:
+            raise
+        except StoreError:
+            now = time.monotonic()
+            if self.store_down_since is None:
+                self.store_down_since = now
+                logger.warning("stream %s: store failing, buffering its events", self.stream_id)
+            if (
+                now - self.store_down_since > self.outage_budget
+                or self.store.unwritten(self.stream_id) > self.max_unwritten
+            ):
+                raise
+        else:
+            self.store_down_since = None
+
+    def _append_final(self, entries: list[bytes]) -> None:
+        """Write the end, retrying while the store fails, for up to the budget."""
+        deadline = time.monotonic() + self.outage_budget
+        while True:
+            try:
+                self.store.append(self.stream_id, entries, final=True)
+                return
+            except StreamLost:
+                raise
+            except StoreError:
+                if time.monotonic() >= deadline:
+                    raise
+                entries = []  # the store kept them: only the retry is left
+                time.sleep(0.2)
 
     def _finish(self) -> None:
         self.answer.provider = self.chunks.provider  # who answered, once a late open is known
@@ -205,7 +258,7 @@ class Generation:
         # the end, so a client acting on [DONE] finds the final state.
         self._notify("finished")
         try:
-            self.store.append(self.stream_id, [*entries, END], final=True)
+            self._append_final([*entries, END])
         except AISSEError:  # the store failed: its readers get the error from it, not from us
             logger.warning("could not write the end of stream %s", self.stream_id)
         finally:

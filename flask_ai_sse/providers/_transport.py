@@ -4,6 +4,8 @@ Here, and only here, ``requests``/``urllib3``/socket/JSON errors become the
 project's exception tree (``raise ... from exc``). :class:`HTTPTransport` posts
 with timeouts (connect, read-idle, total) and retries before the first byte,
 iterates a body, and :func:`shutdown` ends a response's socket from any greenlet.
+The session configures the connection (pool, proxies, TLS); the exchange on it is
+``_http1``'s, below requests' per-request machinery.
 A post given an :class:`~.base.AbortSignal` can be stopped from another greenlet
 while it connects, waits for the status or backs off before a retry.
 
@@ -21,17 +23,16 @@ import logging
 import os
 import random
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.proxy import connection_requires_http_tunnel
+from urllib3.util.url import parse_url
 
 from .._version import __version__
 from ..errors import (
@@ -41,6 +42,7 @@ from ..errors import (
     ProviderStatusError,
     ProviderTimeout,
 )
+from ._http1 import ConnectFailed, UpstreamResponse, exchange
 from .base import AbortSignal, ProviderConfig
 
 logger = logging.getLogger("flask_ai_sse.providers")
@@ -66,22 +68,19 @@ _TRANSPORT_ERRORS = (
     http.client.HTTPException,
     OSError,
 )
+#: The content codings the transport decodes, offered unless the user's headers say otherwise.
+ACCEPT_ENCODING = "gzip, deflate"
+#: How many distinct URLs' routes (pool, request head) are kept per transport.
+ROUTE_CACHE = 64
 
 
 # -- errors -------------------------------------------------------------------
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    """Whether a transport error was a timeout (requests' own classes are the reliable ones).
-
-    Chains can't be trusted: urllib3's refused-connection error subclasses its
-    connect-timeout error for history's sake.
-    """
-    if isinstance(exc, requests.RequestException):
-        # iter_content wraps urllib3's ReadTimeoutError in a plain ConnectionError.
-        return isinstance(exc, requests.Timeout) or any(
-            isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
-        )
+    """Whether a transport error was a timeout."""
+    if isinstance(exc, ConnectFailed):
+        return exc.timed_out
     return isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError)
 
 
@@ -146,12 +145,15 @@ class HTTPTransport:
         self._secrets = tuple(s for s in secrets if s)
         self.session = requests.Session()
         # pool_block=False: past pool_size, extra connections open and are dropped after use.
-        adapter = _AbortableAdapter(
+        adapter = HTTPAdapter(
             pool_connections=4, pool_maxsize=max(1, config.pool_size), max_retries=0
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers.update({"User-Agent": f"flask-ai-sse/{__version__}", **headers})
+        self.session.headers.update(
+            {"User-Agent": f"flask-ai-sse/{__version__}", "Accept-Encoding": ACCEPT_ENCODING}
+        )
+        self.session.headers.update(headers)
         # requests reads proxy variables and ~/.netrc anew on every request (a third of
         # a short stream's set-up CPU); this transport talks to one origin, so read the
         # environment once. The keys' own auth headers make netrc moot.
@@ -160,11 +162,13 @@ class HTTPTransport:
             os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         )
         self.session.trust_env = False
+        self._routes: dict[str, _Route] = {}
 
     def __repr__(self) -> str:
         return f"<HTTPTransport {self.provider!r} pool={self.config.pool_size}>"
 
     def close(self) -> None:
+        self._routes.clear()
         self.session.close()
 
     def scrub(self, text: str) -> str:
@@ -180,6 +184,45 @@ class HTTPTransport:
         """The monotonic time at which the total timeout runs out, from now."""
         return time.monotonic() + self.config.total_timeout
 
+    def route(self, url: str) -> _Route:
+        """Where a POST to ``url`` goes and its head, worked out by the session once per URL.
+
+        The session's adapter picks the urllib3 pool (proxy, TLS verification and
+        pool size included) and the request target (absolute through a forwarding
+        proxy); requests checks the URL and the header values. What is left per
+        request is the body and its length.
+        """
+        route = self._routes.get(url)
+        if route is not None:
+            return route
+        session = self.session
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="POST", url=url, headers=session.headers, json={})
+        adapter = session.get_adapter(url)
+        assert isinstance(adapter, HTTPAdapter)
+        pool: Any = adapter.get_connection_with_tls_context(
+            prepared, session.verify, proxies=session.proxies, cert=session.cert
+        )
+        adapter.cert_verify(pool, url, session.verify, session.cert)  # type: ignore[no-untyped-call]
+        target = adapter.request_url(prepared, session.proxies)
+        parsed = parse_url(url)
+        tunnel = connection_requires_http_tunnel(pool.proxy, pool.proxy_config, parsed.scheme)
+        fields = {"Host": _host_header(parsed.scheme or "http", parsed.host or "", parsed.port)}
+        for name, value in session.headers.items():
+            if value is not None:
+                fields[name] = value if isinstance(value, str) else value.decode("latin-1")
+        if not tunnel:
+            fields.update(pool.proxy_headers)
+        fields["Content-Type"] = "application/json"
+        head = f"POST {target} HTTP/1.1\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in fields.items()
+        )
+        route = _Route(pool, head.encode("latin-1") + b"Content-Length: ", tunnel)
+        if len(self._routes) >= ROUTE_CACHE:
+            self._routes.clear()
+        self._routes[url] = route
+        return route
+
     def post(
         self,
         url: str,
@@ -187,7 +230,7 @@ class HTTPTransport:
         *,
         deadline: float,
         abort: AbortSignal | None = None,
-    ) -> requests.Response:
+    ) -> UpstreamResponse:
         """POST and return once the status is known and good, retrying before the first byte.
 
         Connection errors, connect timeouts, 408/409/429 and 5xx are retried with
@@ -201,33 +244,37 @@ class HTTPTransport:
         upstream) and ends a backoff at once: the post raises a connection error.
         """
         config = self.config
-        # Prepared once and sent as is: Session.post would merge cookies, hooks, auth and
-        # settings anew on every call, for a request that never uses them.
-        prepared = requests.PreparedRequest()
-        prepared.prepare(method="POST", url=url, headers=self.session.headers, json=body)
+        route = self.route(url)
+        # The bytes requests would send for json=body.
+        data = json.dumps(body, allow_nan=False).encode()
+        request = b"%s%d\r\n\r\n%s" % (route.head, len(data), data)
         attempt = 0
         while True:
             cause: BaseException | None = None
             if abort is not None and abort.aborted:
                 raise self.stopped()
             try:
-                with _abortable(abort):
-                    response = self.session.send(
-                        prepared.copy(),
-                        stream=True,
-                        timeout=(config.connect_timeout, config.read_timeout),
-                        allow_redirects=False,
-                    )
-            except requests.RequestException as exc:
+                response = exchange(
+                    route.pool,
+                    request,
+                    connect_timeout=config.connect_timeout,
+                    read_timeout=config.read_timeout,
+                    tunnel=route.tunnel,
+                    abort=abort,
+                )
+            except _TRANSPORT_ERRORS as exc:
                 if abort is not None and abort.aborted:
                     raise self.stopped() from exc
                 cause, error = exc, self.transport_error(exc, phase="connect")
-                retryable = not isinstance(exc, requests.ReadTimeout)
+                retryable = not isinstance(exc, TimeoutError)  # a read timeout
                 retry_after = None
             else:
+                if abort is not None:
+                    # Ok: the caller may not hold the response yet. An error status: its
+                    # connection may go back to the pool, where an abort must not reach it.
+                    ok = response.status_code < 400
+                    abort.on_abort(functools.partial(shutdown, response) if ok else None)
                 if response.status_code < 400:
-                    if abort is not None:  # the caller may not hold the response yet
-                        abort.on_abort(functools.partial(shutdown, response))
                     return response
                 error = self.status_error(response)
                 retryable = response.status_code in RETRY_STATUSES or response.status_code >= 500
@@ -263,18 +310,23 @@ class HTTPTransport:
         step = min(self.config.retry_max_wait, BACKOFF_BASE * 2.0**attempt)
         return step / 2 + random.uniform(0, step / 2)
 
-    def status_error(self, response: requests.Response) -> ProviderStatusError:
+    def status_error(self, response: UpstreamResponse) -> ProviderStatusError:
         """An error status as an exception; reads a bounded part of the body, then closes it."""
+        body = b""
         try:
-            body = response.raw.read(ERROR_BODY_LIMIT, decode_content=True) or b""
+            while len(body) < ERROR_BODY_LIMIT:
+                piece = response.read()
+                if not piece:
+                    break
+                body += piece
         except _TRANSPORT_ERRORS:
-            body = b""
+            pass
         finally:
             response.close()
         status = response.status_code
         return ProviderStatusError(
             f"The {self.provider} provider answered HTTP {status}: "
-            f"{self.scrub(upstream_message(body))}",
+            f"{self.scrub(upstream_message(body[:ERROR_BODY_LIMIT]))}",
             provider=self.provider,
             upstream_status=status,
             retry_after=parse_retry_after(response.headers),
@@ -290,7 +342,7 @@ class HTTPTransport:
         """A ``requests``/socket error as ours. ``str(exc)`` (hosts, internals) stays out."""
         config, name = self.config, self.provider
         if _is_timeout(exc):
-            if phase == "connect" and isinstance(exc, requests.ConnectTimeout):
+            if isinstance(exc, ConnectFailed):
                 message = (
                     f"The {name} provider did not accept a connection"
                     f" within {config.connect_timeout:g} s."
@@ -304,29 +356,39 @@ class HTTPTransport:
             f"The connection to the {name} provider broke mid-stream.", provider=name
         )
 
-    def iter_body(self, response: requests.Response, *, deadline: float) -> Iterator[bytes]:
-        """The body's bytes as they arrive, with errors translated and the total timeout checked.
+    def body_reader(self, response: UpstreamResponse, *, deadline: float) -> Callable[[], bytes]:
+        """A function returning the body's next piece as it arrives, ``b""`` at the end.
 
-        ``iter_content(chunk_size=None)`` streams chunked bodies piece by piece
-        but reads a close-delimited one to its end, so that case uses ``read1``.
+        Errors are translated, and the total timeout is checked before each read
+        after the first. A plain function rather than a generator: the producer
+        blocks in it between tokens, and a shallower stack is less to save per
+        waiting greenlet.
         """
-        raw = response.raw
-        read1 = getattr(raw, "read1", None)
-        if getattr(raw, "chunked", True) or read1 is None:
-            pieces: Iterator[bytes] = response.iter_content(chunk_size=None)
-        else:
-            pieces = iter(lambda: read1(65536), b"")
-        try:
-            for piece in pieces:
-                yield piece
-                if time.monotonic() > deadline:
-                    raise ProviderTimeout(
-                        f"The {self.provider} answer exceeded the total timeout of "
-                        f"{self.config.total_timeout:g} s.",
-                        provider=self.provider,
-                    )
-        except _TRANSPORT_ERRORS as exc:
-            raise self.transport_error(exc, phase="body") from exc
+        read = response.read
+        first = True
+
+        def next_piece() -> bytes:
+            nonlocal first
+            if first:
+                first = False
+            elif time.monotonic() > deadline:
+                raise ProviderTimeout(
+                    f"The {self.provider} answer exceeded the total timeout of "
+                    f"{self.config.total_timeout:g} s.",
+                    provider=self.provider,
+                )
+            try:
+                return read()
+            except _TRANSPORT_ERRORS as exc:
+                raise self.transport_error(exc, phase="body") from exc
+
+        return next_piece
+
+    def iter_body(self, response: UpstreamResponse, *, deadline: float) -> Iterator[bytes]:
+        """The body's bytes as they arrive, with errors translated and the total timeout checked."""
+        next_piece = self.body_reader(response, deadline=deadline)
+        while piece := next_piece():
+            yield piece
 
     def fetch_json(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST for a whole JSON answer (the non-streaming APIs), with the same policies."""
@@ -351,93 +413,37 @@ class HTTPTransport:
         return data
 
 
-# -- aborting from another greenlet ---------------------------------------------------
+# -- routes ---------------------------------------------------------------------------
 
 
-class _Shutdownable(Protocol):
-    def shutdown(self, how: int, /) -> None: ...
+class _Route:
+    """A URL's pool and the fixed part of its request head (up to ``Content-Length: ``)."""
+
+    __slots__ = ("head", "pool", "tunnel")
+
+    def __init__(self, pool: Any, head: bytes, tunnel: bool) -> None:
+        self.pool = pool
+        self.head = head
+        self.tunnel = tunnel
 
 
-def _socket_of(response: requests.Response) -> _Shutdownable | None:
-    """The response's live socket, or None once its connection went back to the pool."""
-    connection = getattr(response.raw, "connection", None) or getattr(
-        response.raw, "_connection", None
-    )
-    sock = getattr(connection, "sock", None)
-    return sock if callable(getattr(sock, "shutdown", None)) else None
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def shutdown(response: requests.Response) -> None:
+def _host_header(scheme: str, host: str, port: int | None) -> str:
+    """The ``Host`` header as http.client writes it: IDNA, the port only when not the default."""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return host
+    return f"{host}:{port}"
+
+
+def shutdown(response: UpstreamResponse) -> None:
     """Shut the response's socket down (a FIN upstream, EOF for a blocked read), if it has one.
 
     Safe from any greenlet or thread: unlike ``response.close()``, it touches no state
-    the reading greenlet holds.
+    the reading greenlet holds. A response whose connection went back to the pool has
+    no socket any more.
     """
-    sock = _socket_of(response)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-# -- aborting an open before its status is known ---------------------------------------
-#
-# urllib3 picks the connection deep inside ``session.send``; the pools below tell the
-# abort signal of the post running in this greenlet (or thread) which connection that
-# is, so that ``abort()`` can shut its socket while the post waits for the status line.
-
-_OPENING: dict[int, AbortSignal] = {}
-
-
-@contextlib.contextmanager
-def _abortable(abort: AbortSignal | None) -> Iterator[None]:
-    if abort is None:
-        yield
-        return
-    # Looked up at call time: under gevent's patched threading this is the greenlet's id.
-    key = threading.get_ident()
-    _OPENING[key] = abort
-    try:
-        yield
-    finally:
-        _OPENING.pop(key, None)
-        abort.on_abort(None)
-
-
-def _shut_connection(connection: Any) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _claimed(connection: Any) -> Any:
-    abort = _OPENING.get(threading.get_ident())
-    if abort is not None:
-        abort.on_abort(functools.partial(_shut_connection, connection))
-    return connection
-
-
-class _AbortableHTTPPool(HTTPConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        return _claimed(super()._get_conn(timeout))
-
-
-class _AbortableHTTPSPool(HTTPSConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        return _claimed(super()._get_conn(timeout))
-
-
-_POOLS = {"http": _AbortableHTTPPool, "https": _AbortableHTTPSPool}
-
-
-class _AbortableAdapter(HTTPAdapter):
-    """requests' adapter over the pools above (same pooling, same settings)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
-        return manager
+    response.shutdown()

@@ -19,11 +19,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..chunks import Answer, AnswerBuilder, ChatRequest, Chunk, Message, text_of
 from ..errors import ConfigurationError, ProviderError, ProviderProtocolError
 from ..sse import ServerSentEvent, SSEDecoder
+from ._http1 import UpstreamResponse
 from ._transport import HTTPTransport, shutdown
 from .base import AbortSignal, ChunkStream, Provider, ProviderConfig
 
@@ -82,12 +81,16 @@ class StreamParser(abc.ABC):
         return Chunk("finish", finish_reason=reason, raw_finish_reason=raw, model=self.model)
 
 
+# What a parser raises on JSON of a shape it did not expect.
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError)
+
+
 @contextlib.contextmanager
 def unexpected_shape(provider: str, what: str) -> Iterator[None]:
     """A parser's KeyError & co. on JSON it did not expect, as a protocol error."""
     try:
         yield
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+    except _SHAPE_ERRORS as exc:
         raise ProviderProtocolError(
             f"The {provider} {what} of an unexpected shape.", provider=provider
         ) from exc
@@ -105,12 +108,13 @@ class HTTPChunkStream(ChunkStream):
     sends the upstream a FIN and wakes the read with EOF; the reader sees
     ``aborted``, closes the response itself and stops quietly. (Closing a
     ``requests`` response from another greenlet fails with "reentrant call" and
-    leaves the socket open.)
+    leaves the socket open.) ``response`` is what :meth:`HTTPProvider.open` got from
+    its transport.
     """
 
     def __init__(
         self,
-        response: requests.Response,
+        response: UpstreamResponse,
         parser: StreamParser,
         *,
         transport: HTTPTransport,
@@ -124,35 +128,41 @@ class HTTPChunkStream(ChunkStream):
         self.closed = False
 
     def __iter__(self) -> Iterator[Chunk]:
+        # One generator from bytes to chunks: this runs once per upstream event.
         parser = self.parser
+        aborted = self._aborted.is_set
+        decoder = SSEDecoder()
+        next_piece = self._transport.body_reader(self.response, deadline=self._deadline)
         try:
-            for event in self._events():
-                if self.aborted:
-                    return
-                if parser.finished:
-                    continue  # drain to EOF so the connection can go back to the pool
-                with unexpected_shape(self.provider, "stream sent an event"):
-                    yield from parser.feed(event)
-                self.model = parser.model
-            if not self.aborted and not parser.finished:
+            while True:
+                try:
+                    piece = next_piece()
+                except ProviderError:
+                    # After an abort the read ends in EOF or an error of our own making;
+                    # after the terminator, a failure while draining loses nothing.
+                    if aborted() or parser.finished:
+                        return
+                    raise
+                if not piece:
+                    break
+                for event in decoder.feed(piece):
+                    if aborted():
+                        return
+                    if parser.finished or not isinstance(event, ServerSentEvent):
+                        continue  # drain to EOF so the connection can go back to the pool
+                    try:
+                        yield from parser.feed(event)
+                    except _SHAPE_ERRORS as exc:
+                        raise ProviderProtocolError(
+                            f"The {self.provider} stream sent an event of an unexpected shape.",
+                            provider=self.provider,
+                        ) from exc
+                    self.model = parser.model
+            decoder.close()
+            if not aborted() and not parser.finished:
                 yield from parser.end()
         finally:
             self.close()
-
-    def _events(self) -> Iterator[ServerSentEvent]:
-        decoder = SSEDecoder()
-        try:
-            for piece in self._transport.iter_body(self.response, deadline=self._deadline):
-                for event in decoder.feed(piece):
-                    if isinstance(event, ServerSentEvent):
-                        yield event
-        except ProviderError:
-            # After an abort the read ends in EOF or an error of our own making; after the
-            # terminator, a failure while draining loses nothing.
-            if self.aborted or self.parser.finished:
-                return
-            raise
-        decoder.close()
 
     def close(self) -> None:
         """Close the response (a connection not read to its end is dropped, not pooled)."""
