@@ -39,7 +39,7 @@ from ._budgets import BudgetMeter, Budgets, create_budgets
 from ._usage import cost, estimate_request, settle
 from .chunks import Answer, ChatRequest
 from .errors import AISSEError, ProviderError, StoreError
-from .providers.base import ChunkStream, Provider
+from .providers.base import AbortSignal, ChunkStream, Provider
 from .providers.fallback import FallbackProvider
 
 if TYPE_CHECKING:
@@ -482,6 +482,9 @@ class _ObservedProvider(Provider):
 
     def open(self, request: ChatRequest) -> ChunkStream:
         return self._observed(self.inner.open, request)
+
+    def open_abortable(self, request: ChatRequest, abort: AbortSignal) -> ChunkStream:
+        return self._observed(lambda r: self.inner.open_abortable(r, abort), request)
 
     def complete(self, request: ChatRequest) -> Answer:
         return self._observed(self.inner.complete, request)

@@ -163,6 +163,9 @@ class _Reader:
             raise ConfigurationError(f"{key} must be a number {bound}, not {value!r}.")
         return float(value)
 
+    def optional_number(self, key: str) -> float | None:
+        return None if self.raw(key) is None else self.number(key)
+
     def integer(self, key: str, *, minimum: int = 0, optional: bool = False) -> int | None:
         value = self.raw(key)
         if optional and value is None:
@@ -223,6 +226,7 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         flush_interval=r.number(C.FLUSH_INTERVAL),
         progress_every=r.count(C.PROGRESS_EVERY),
         sentence_mode=r.flag(C.SENTENCE_MODE),
+        shutdown_timeout=r.optional_number(C.SHUTDOWN_TIMEOUT),
         prices=parse_prices(r.mapping(C.PRICES)),
         store_outage_budget=r.number(C.STORE_OUTAGE_BUDGET),
     )

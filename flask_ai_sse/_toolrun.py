@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from ._steps import AnswerChunks, StepStream, check_schema, fold
 from .chunks import Answer, ChatRequest
 from .errors import ValidationError
-from .providers.base import ChunkStream
+from .providers.base import AbortSignal, ChunkStream
 
 if TYPE_CHECKING:
     from .extension import AISSE, AppState
@@ -35,15 +35,27 @@ def uses_steps(request: ChatRequest) -> bool:
 
 
 def open_steps(
-    ai: AISSE, state: AppState, request: ChatRequest, *, whole: bool = False
+    ai: AISSE,
+    state: AppState,
+    request: ChatRequest,
+    *,
+    whole: bool = False,
+    abort: AbortSignal | None = None,
 ) -> ChunkStream:
     """The first step's upstream answer, in the step loop when tools or a schema are asked.
 
-    ``whole``: each step is a non-streamed request (``ask()``).
+    ``whole``: each step is a non-streamed request (``ask()``). ``abort`` can stop the
+    first step's open while its status is awaited (``Provider.open_abortable``).
     """
     provider = state.provider
+
+    def open_first(step: ChatRequest) -> ChunkStream:
+        if whole:
+            return AnswerChunks(provider.complete(step))
+        return provider.open(step) if abort is None else provider.open_abortable(step, abort)
+
     if not uses_steps(request):
-        return AnswerChunks(provider.complete(request)) if whole else provider.open(request)
+        return open_first(request)
     tools = ai.tools.resolve(request.requested_tools or [])
     choice = request.tool_choice
     if choice not in (None, "auto", "none", "required") and choice not in {t.name for t in tools}:
@@ -64,7 +76,7 @@ def open_steps(
         return AnswerChunks(provider.complete(step)) if whole else provider.open(step)
 
     return StepStream(
-        open_step(request),
+        open_first(request),
         request,
         open_step,
         tools,

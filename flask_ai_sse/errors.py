@@ -24,7 +24,9 @@ one boundary each, with ``raise ... from exc``::
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamGapError (410)         a reader fell behind the bounded log
     ├── StreamInterrupted (500)      the stream's producer died (its worker was lost)
-    └── StoreError (503)             the stream store (Redis) failed
+    ├── StoreError (503)             the stream store (Redis) failed
+    └── ShuttingDown (503)           the worker is shutting down: no new stream, or
+                                     one that could not finish in time
 
 Every error has a stable ``type`` (the ``type`` of the JSON error body and of
 ``event: error``), an HTTP ``status`` for errors raised before a stream starts,
@@ -49,6 +51,7 @@ __all__ = [
     "ProviderStatusError",
     "ProviderTimeout",
     "RequestError",
+    "ShuttingDown",
     "StoreError",
     "StreamGapError",
     "StreamInterrupted",
@@ -226,6 +229,19 @@ class StoreError(AISSEError):
     type = "store_unavailable"
     status = 503
     public_message = "The stream store is unavailable."
+
+
+class ShuttingDown(AISSEError):
+    """The worker is shutting down: it takes no new stream, and ends with this one a
+    generation that could not finish within ``AI_SSE_SHUTDOWN_TIMEOUT``."""
+
+    type = "shutting_down"
+    status = 503
+    public_message = "The server is shutting down; try again."
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return _retry_after_header(1)
 
 
 class StreamGapError(AISSEError):

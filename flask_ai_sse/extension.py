@@ -10,6 +10,7 @@ request -> validation -> provider -> engine -> reader -> response.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,11 @@ from ._turn import MESSAGE_META_OPTION, Conversations, Turn
 from ._validation import validate
 from .chunks import Answer, ChatRequest, Chunk, Message
 from .engine import Engine, Generation, Observer, create_store
+from .engine.opening import open_within
 from .errors import AISSEError, ValidationError
 from .protocols import PROTOCOLS
 from .providers import Provider, build_provider
-from .providers.base import ChunkStream
+from .providers.base import AbortSignal, ChunkStream
 from .task import Task
 
 if TYPE_CHECKING:
@@ -257,12 +259,20 @@ class AISSE:
         schema=)``. Its JSON Schema comes from its type hints and docstring unless given."""
         return self.tools.decorator(fn, **kwargs)
 
-    def _open(self, state: AppState, request: ChatRequest, *, whole: bool = False) -> ChunkStream:
+    def _open(
+        self,
+        state: AppState,
+        request: ChatRequest,
+        abort: AbortSignal | None = None,
+        *,
+        whole: bool = False,
+    ) -> ChunkStream:
         """The upstream answer; with tools or a schema, wrapped in the step loop.
 
-        ``whole``: each step is a non-streamed request (``ask()``).
+        ``whole``: each step is a non-streamed request (``ask()``). ``abort`` stops
+        the first step's open from another greenlet (see ``engine.opening``).
         """
-        return open_steps(self, state, request, whole=whole)
+        return open_steps(self, state, request, whole=whole, abort=abort)
 
     @staticmethod
     def _validate(state: AppState, **fields: Any) -> ChatRequest:
@@ -364,19 +374,29 @@ class AISSE:
         observers: Sequence[Observer] = (),
         state: AppState | None = None,
     ) -> Generation:
-        """Open the upstream request (status known on return) and start producing.
+        """Open the upstream request and start producing.
 
+        The provider's status is awaited up to ``AI_SSE_KEEPALIVE`` seconds: a failure
+        by then raises (an HTTP error); a slower head is awaited by the producer
+        while the response starts (see :mod:`flask_ai_sse.engine.opening`).
         With ``request.conversation_id`` (and persistence on), the turn is stored
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
         state.engine.check_store()  # a store that is down must not cost an upstream request
-        # telemetry: the stream's span is current while the upstream call opens
+        # A worker that shuts down takes no new stream (503 shutting_down); the telemetry
+        # span is current while the upstream call opens (carried into the opener).
         with (
+            state.engine.admission.admit(),
             self._turn(state, request, owner) as turn,
             state.telemetry.opening(turn.request, state.provider) as watch,
         ):
-            chunks = self._open(state, turn.request)
+            chunks = open_within(
+                functools.partial(self._open, state, turn.request),
+                state.settings.engine.keepalive,
+                provider=state.provider.name,
+                model=turn.request.model,
+            )
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,

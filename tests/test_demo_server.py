@@ -1,5 +1,6 @@
 """The demo's gunicorn config: its own control socket, and streams that end cleanly
-when the server stops (Ctrl-C, SIGTERM) instead of being cut."""
+(``shutting_down`` + ``[DONE]``, the library's shutdown hooks) when the server stops
+(Ctrl-C, SIGTERM) instead of being cut."""
 
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def _stream_then(demo: Demo, sig: int) -> list[str]:
     body = first + b"".join(chunks)  # ends when the server ends the response
     result = collect(body)
     assert result.events[-1].data == "[DONE]", body[-300:]
+    if result.terminal is not None and result.terminal.event == "error":
+        assert json.loads(result.terminal.data)["error"]["type"] == "shutting_down"
     assert demo.proc.wait(20) == 0, demo.log.read_text()
     return [e.event for e in result.events]
 
@@ -94,15 +97,15 @@ def test_ctrl_c_ends_streams_with_a_terminal_event(demo: Demo) -> None:
         time.sleep(0.05)
     assert demo.control_socket.exists()
     events = _stream_then(demo, signal.SIGINT)
-    assert events[-2] == "done"
-    assert "ending 1 running stream(s)" in demo.log.read_text()
+    assert events[-2] == "error"  # of type shutting_down: see _stream_then
+    assert "1 generation(s) could not finish in time" in demo.log.read_text()
 
 
 def test_sigterm_ends_long_streams_before_gunicorn_would_cut_them(tmp_path: Path) -> None:
-    demo = Demo(tmp_path, graceful=7)  # streams end 5 s before the 7 s graceful timeout
+    demo = Demo(tmp_path, graceful=7)  # streams end 2 s before the 7 s graceful timeout
     try:
         events = _stream_then(demo, signal.SIGTERM)
-        assert events[-2] == "done"
+        assert events[-2] == "error"
         assert "Worker graceful timeout" not in demo.log.read_text()
     finally:
         demo.stop()

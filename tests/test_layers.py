@@ -37,6 +37,8 @@ PURE = [
     "flask_ai_sse.providers.http",
     "flask_ai_sse.engine",
     "flask_ai_sse.engine.custom",
+    "flask_ai_sse.engine.opening",
+    "flask_ai_sse.engine.shutdown",
     "flask_ai_sse.protocols",
     "flask_ai_sse.protocols.openai",
     "flask_ai_sse.protocols.vercel",

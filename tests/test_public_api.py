@@ -54,6 +54,7 @@ def test_internal_modules_are_private_by_name():
         "constants",
         "errors",
         "extension",
+        "gunicorn",
         "metrics",
         "signals",
         "sse",

@@ -32,6 +32,7 @@ from ..protocols import PROTOCOLS, create_encoder
 from ..providers.base import ChunkStream
 from .generation import Generation, Observer
 from .reader import StreamReader
+from .shutdown import Admission, track
 from .store import HEARTBEAT, MemoryStore, StreamStore
 
 logger = logging.getLogger("flask_ai_sse")
@@ -103,6 +104,8 @@ class EngineSettings:
     flush_interval: float = C.DEFAULTS[C.FLUSH_INTERVAL]
     progress_every: int = C.DEFAULTS[C.PROGRESS_EVERY]
     sentence_mode: bool = C.DEFAULTS[C.SENTENCE_MODE]
+    #: Seconds a shutting-down worker lets its generations run (``None``: the server's bound).
+    shutdown_timeout: float | None = C.DEFAULTS[C.SHUTDOWN_TIMEOUT]
     #: ``AI_SSE_PRICES``, parsed: usage turns into cost at every stream's end.
     prices: Mapping[str, Price] = field(default_factory=dict)
     #: Seconds a store outage may last without ending running streams.
@@ -139,6 +142,9 @@ class Engine:
             if t > 0
         ]
         self._tick = min(1.0, max(0.05, min(limits, default=4.0) / 4))
+        #: New streams are refused once the process drains (see :mod:`.shutdown`).
+        self.admission = Admission()
+        track(self)
 
     @staticmethod
     def new_stream_id() -> str:

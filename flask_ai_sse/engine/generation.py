@@ -132,7 +132,8 @@ class Generation:
         spawn(run, name=f"ai-sse-{self.stream_id[:8]}")
 
     def abort(self, reason: str, error: AISSEError | None = None) -> None:
-        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected, timeout, budget.
+        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected, timeout,
+        budget, shutting_down.
 
         With ``error`` the stream ends with that ``event: error``; without, a
         ``timeout`` ends with :class:`StreamTimeout` and any other reason as cancelled.
@@ -226,6 +227,7 @@ class Generation:
                 time.sleep(0.2)
 
     def _finish(self) -> None:
+        self.answer.provider = self.chunks.provider  # who answered, once a late open is known
         entries: list[bytes] = []
         rest = self.sentences.flush() if self.sentences is not None else ""
         if rest:  # whatever ends the stream, no text it produced is withheld

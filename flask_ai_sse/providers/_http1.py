@@ -16,10 +16,13 @@ Errors are left as they come (socket errors, urllib3's connect errors,
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import socket
 import zlib
 from typing import Any
+
+from .base import AbortSignal
 
 #: What one ``recv`` asks for: a TLS record is at most 16 KiB, a plain read takes what is there.
 RECV_SIZE = 65536
@@ -265,11 +268,14 @@ def exchange(
     connect_timeout: float,
     read_timeout: float,
     tunnel: bool,
+    abort: AbortSignal | None = None,
 ) -> UpstreamResponse:
     """Send ``request`` (head and body) on a pooled connection; return once the head is read.
 
     Raises :class:`ConnectFailed` when no connection could be opened, and socket
     errors (``TimeoutError`` for the read timeout) or :class:`UpstreamBroken` after.
+    ``abort``, fired from another greenlet, shuts the connection's socket: the wait
+    for the head ends at once (an abort during the connect takes effect after it).
     """
     conn = pool._get_conn()
     try:
@@ -282,6 +288,8 @@ def exchange(
                     conn.connect()
             except Exception as exc:
                 raise ConnectFailed(_connect_timed_out(exc)) from exc
+        if abort is not None:  # shut at once if the abort came during the connect
+            abort.on_abort(functools.partial(_shut, conn.sock))
         sock = conn.sock
         sock.settimeout(read_timeout)
         sock.sendall(request)
@@ -291,6 +299,11 @@ def exchange(
         conn.close()
         pool._put_conn(None)
         raise
+
+
+def _shut(sock: Any) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _connect_timed_out(exc: BaseException) -> bool:

@@ -6,6 +6,8 @@ with timeouts (connect, read-idle, total) and retries before the first byte,
 iterates a body, and :func:`shutdown` ends a response's socket from any greenlet.
 The session configures the connection (pool, proxies, TLS); the exchange on it is
 ``_http1``'s, below requests' per-request machinery.
+A post given an :class:`~.base.AbortSignal` can be stopped from another greenlet
+while it connects, waits for the status or backs off before a retry.
 
 Nothing is retried once a stream has begun: text may already be on its way.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import http.client
 import json
 import logging
@@ -40,7 +43,7 @@ from ..errors import (
     ProviderTimeout,
 )
 from ._http1 import ConnectFailed, UpstreamResponse, exchange
-from .base import ProviderConfig
+from .base import AbortSignal, ProviderConfig
 
 logger = logging.getLogger("flask_ai_sse.providers")
 
@@ -220,7 +223,14 @@ class HTTPTransport:
         self._routes[url] = route
         return route
 
-    def post(self, url: str, body: Mapping[str, Any], *, deadline: float) -> UpstreamResponse:
+    def post(
+        self,
+        url: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: float,
+        abort: AbortSignal | None = None,
+    ) -> UpstreamResponse:
         """POST and return once the status is known and good, retrying before the first byte.
 
         Connection errors, connect timeouts, 408/409/429 and 5xx are retried with
@@ -229,6 +239,9 @@ class HTTPTransport:
         total timeout) is not waited: the error is raised at once, with its
         ``retry_after``, so the client can be told when to come back.
         A read timeout is not retried: each try would cost another ``read_timeout``.
+
+        ``abort`` fired from another greenlet shuts the connection in use (a FIN
+        upstream) and ends a backoff at once: the post raises a connection error.
         """
         config = self.config
         route = self.route(url)
@@ -238,6 +251,8 @@ class HTTPTransport:
         attempt = 0
         while True:
             cause: BaseException | None = None
+            if abort is not None and abort.aborted:
+                raise self.stopped()
             try:
                 response = exchange(
                     route.pool,
@@ -245,12 +260,20 @@ class HTTPTransport:
                     connect_timeout=config.connect_timeout,
                     read_timeout=config.read_timeout,
                     tunnel=route.tunnel,
+                    abort=abort,
                 )
             except _TRANSPORT_ERRORS as exc:
+                if abort is not None and abort.aborted:
+                    raise self.stopped() from exc
                 cause, error = exc, self.transport_error(exc, phase="connect")
                 retryable = not isinstance(exc, TimeoutError)  # a read timeout
                 retry_after = None
             else:
+                if abort is not None:
+                    # Ok: the caller may not hold the response yet. An error status: its
+                    # connection may go back to the pool, where an abort must not reach it.
+                    ok = response.status_code < 400
+                    abort.on_abort(functools.partial(shutdown, response) if ok else None)
                 if response.status_code < 400:
                     return response
                 error = self.status_error(response)
@@ -274,7 +297,10 @@ class HTTPTransport:
             )
             for hook in self.on_retry:
                 hook()
-            self.sleep(wait)
+            if abort is None:
+                self.sleep(wait)
+            elif abort.wait(wait):
+                raise self.stopped()
             attempt += 1
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -304,6 +330,12 @@ class HTTPTransport:
             provider=self.provider,
             upstream_status=status,
             retry_after=parse_retry_after(response.headers),
+        )
+
+    def stopped(self) -> ProviderConnectionError:
+        """What an aborted post raises (its caller asked for it, and ignores it)."""
+        return ProviderConnectionError(
+            f"The request to the {self.provider} provider was stopped.", provider=self.provider
         )
 
     def transport_error(self, exc: BaseException, *, phase: str) -> ProviderError:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from ..chunks import Answer, ChatRequest
 from ..errors import ProviderError
-from .base import ChunkStream, Provider
+from .base import AbortSignal, ChunkStream, Provider
 
 logger = logging.getLogger("flask_ai_sse.providers")
 
@@ -40,13 +40,18 @@ class FallbackProvider(Provider):
     def model(self) -> str:
         return self.providers[0].model
 
-    def _first_success(self, request: ChatRequest, call: Callable[[Provider, ChatRequest], T]) -> T:
+    def _first_success(
+        self,
+        request: ChatRequest,
+        call: Callable[[Provider, ChatRequest], T],
+        abort: AbortSignal | None = None,
+    ) -> T:
         for position, provider in enumerate(self.providers):
             attempt = request if position == 0 else replace(request, model=provider.model)
             try:
                 return call(provider, attempt)
             except ProviderError as exc:
-                if position == len(self.providers) - 1:
+                if position == len(self.providers) - 1 or (abort is not None and abort.aborted):
                     raise
                 logger.warning(
                     "%s failed before streaming (%s); falling back to %s",
@@ -58,6 +63,11 @@ class FallbackProvider(Provider):
 
     def open(self, request: ChatRequest) -> ChunkStream:
         return self._first_success(request, lambda provider, req: provider.open(req))
+
+    def open_abortable(self, request: ChatRequest, abort: AbortSignal) -> ChunkStream:
+        return self._first_success(
+            request, lambda provider, req: provider.open_abortable(req, abort), abort
+        )
 
     def complete(self, request: ChatRequest) -> Answer:
         # A whole answer is only returned once complete, so a mid-body failure falls back too.

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, ProviderError, ProviderProtocolError
 from ..sse import ServerSentEvent, SSEDecoder
 from ._http1 import UpstreamResponse
 from ._transport import HTTPTransport, shutdown
-from .base import ChunkStream, Provider, ProviderConfig
+from .base import AbortSignal, ChunkStream, Provider, ProviderConfig
 
 # -- parsing a wire format ----------------------------------------------------------
 
@@ -230,9 +230,15 @@ class HTTPProvider(Provider):
         """The URL and JSON body of the non-streaming API."""
 
     def open(self, request: ChatRequest) -> HTTPChunkStream:
+        return self._open(request, None)
+
+    def open_abortable(self, request: ChatRequest, abort: AbortSignal) -> HTTPChunkStream:
+        return self._open(request, abort)
+
+    def _open(self, request: ChatRequest, abort: AbortSignal | None) -> HTTPChunkStream:
         deadline = self.transport.deadline()
         url, body = self.stream_request(request)
-        response = self.transport.post(url, body, deadline=deadline)
+        response = self.transport.post(url, body, deadline=deadline, abort=abort)
         return HTTPChunkStream(
             response, self.parser(request), transport=self.transport, deadline=deadline
         )

@@ -6,6 +6,7 @@ the ``X-Owner`` header. The provider answers by the prompt's first word:
 
 * ``fail:N ...``: fails after N chunks;
 * ``slow ...``: a long answer at 50 ms a chunk (to cancel, disconnect, kill);
+* ``steady ...``: ``STEADY_TEXT``, about 1.5 s at 25 ms a chunk (to outlive a SIGTERM);
 * anything else: ``Answer to <prompt>.`` (checkable for every stream).
 
 ``GET /_test/request?prompt=...`` shows the messages the provider was sent for
@@ -27,6 +28,7 @@ from flask_ai_sse.providers.base import ChunkStream
 from flask_ai_sse.providers.fake import FakeProvider, FakeReply
 
 SLOW_TEXT = " ".join(f"word{i}" for i in range(400))
+STEADY_TEXT = " ".join(f"step{i}" for i in range(60))
 
 
 def reply_for(prompt: str) -> FakeReply:
@@ -35,6 +37,8 @@ def reply_for(prompt: str) -> FakeReply:
         return FakeReply(text=SLOW_TEXT, fail_after=int(word[5:]), delay=0.01)
     if word == "slow":
         return FakeReply(text=SLOW_TEXT, delay=0.05)
+    if word == "steady":
+        return FakeReply(text=STEADY_TEXT, delay=0.025)
     return FakeReply(text=f"Answer to {prompt}.")
 
 

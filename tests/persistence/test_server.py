@@ -308,3 +308,41 @@ def test_sigkilled_worker_is_reconciled(gunicorn_server: Any, database: dict[str
     assert message["status"] == "failed"
     assert message["meta"]["reason"] == "interrupted"
     assert message["content"] == left["content"]
+
+
+def test_a_slow_provider_head_ends_the_stored_answer_in_the_right_state(
+    gunicorn_server: Any, database: dict[str, Any]
+) -> None:
+    """The response starts before the provider's status (AI_SSE_KEEPALIVE is 1 s here):
+    the stored answer still ends completed, failed, or cancelled when the client left."""
+    with OpenAIMock(api_key="test-key") as mock:
+        upstream = {
+            "TEST_REAL_PROVIDER": True,
+            "AI_SSE_PROVIDER": "openai",
+            "AI_SSE_BASE_URL": mock.base_url,
+            "AI_SSE_API_KEY": "test-key",
+            "AI_SSE_MAX_RETRIES": 0,
+        }
+        server = gunicorn_server({**database, **SERVER_CONFIG, **upstream}, app=APP)
+        cid = create(server)
+
+        mock.script(MockReply(text="Late but whole.", headers_delay=1.5))
+        done = ask(server, "slow head", cid)
+        assert done.text == "Late but whole."
+        message = wait_message(server, cid, done.start["message_id"])
+        assert (message["status"], message["content"]) == ("completed", "Late but whole.")
+
+        mock.script(MockReply(status=503, headers_delay=1.5))
+        failed = ask(server, "slow failure", cid)
+        assert failed.terminal is not None and failed.terminal.event == "error"
+        message = wait_message(server, cid, failed.start["message_id"])
+        assert message["status"] == "failed"
+        assert message["meta"]["error"]["type"] == "provider_error"
+
+        mock.script(MockReply(headers_delay=30))
+        live = LiveStream(server, "never mind", cid)
+        live.read(1)
+        live.resp.close()
+        message = wait_message(server, cid, live.start["message_id"])
+        assert (message["status"], message["meta"]["reason"]) == ("cancelled", "disconnected")
+        assert mock.wait_for(lambda s: s["heads_abandoned"] == 1 and s["heads_pending"] == 0)

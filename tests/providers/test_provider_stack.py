@@ -104,7 +104,6 @@ def test_ask(stack: Stack) -> None:
         (MockReply(status=429, retry_after="7"), 429, "provider_rate_limited"),
         (MockReply(status=503), 502, "provider_error"),
         (MockReply(status=401), 502, "provider_auth_error"),
-        (MockReply(headers_delay=5), 504, "timeout"),
     ],
 )
 def test_failures_before_the_first_byte_are_http_errors(
@@ -119,6 +118,19 @@ def test_failures_before_the_first_byte_are_http_errors(
     assert KEY not in response.text
     if status == 429:
         assert response.headers["Retry-After"] == "7"
+
+
+def test_a_head_slower_than_the_keepalive_fails_as_an_event(stack: Stack) -> None:
+    """No status within AI_SSE_KEEPALIVE (0.5 s): the response starts; the read timeout
+    (1.5 s) that ends the wait later is the stream's error event."""
+    mock, url = stack
+    mock.script(MockReply(headers_delay=5))
+    response = post_stream(url, prompt="Hi")
+    assert response.status_code == 200
+    result = collect(response.content)
+    assert json.loads(result.named("error")[0].data)["error"]["type"] == "timeout"
+    assert result.text == "" and result.ended
+    assert mock.wait_for(lambda stats: stats["heads_pending"] == 0, timeout=10), mock.stats()
 
 
 def test_mid_stream_failure_is_an_error_event(stack: Stack) -> None:

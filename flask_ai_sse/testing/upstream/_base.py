@@ -162,6 +162,8 @@ class Stats:
     streams_completed: int = 0
     streams_cut: int = 0  # by a reset/close fault
     streams_client_closed: int = 0
+    heads_pending: int = 0  # requests held in ``headers_delay``, before their status line
+    heads_abandoned: int = 0  # ... whose client closed the connection during that wait
 
 
 class MockUpstream(abc.ABC):
@@ -358,7 +360,14 @@ class MockUpstream(abc.ABC):
             send_json(sock, 401, self.error_body(401, "Invalid API key."))
             return True
         if reply.headers_delay:
-            self._wait(sock, reply.headers_delay)
+            self._count(heads_pending=1)
+            try:
+                self._wait(sock, reply.headers_delay)
+            except ClientGone:
+                self._count(heads_abandoned=1)
+                raise
+            finally:
+                self._count(heads_pending=-1)
         if reply.status >= 400:
             message = reply.error_message or f"Mock error {reply.status}."
             headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else {}
