@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response, jsonify, request
 
+from ._openai_body import completion_params
 from ._request import read_json_body, requested_event_id
 from ._validation import MAX_ID_CHARS, Limits, validate
 from .chunks import ChatRequest
@@ -163,86 +164,6 @@ def _ignore(signal: str) -> None:
 
 # -- OpenAI -------------------------------------------------------------------------------
 
-_OPENAI_ROLES = {
-    "system": "system",
-    "developer": "system",
-    "user": "user",
-    "assistant": "assistant",
-}
-
-
-def _openai_content(content: Any, index: int) -> Any:
-    """A message's content as text: a string, or text parts joined; anything else is a 400."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if not isinstance(content, list):
-        return content  # validate() says what is wrong
-    texts: list[str] = []
-    for part in content:
-        if not isinstance(part, Mapping) or part.get("type") != "text":
-            raise ValidationError(
-                f"messages[{index}].content: only text parts are supported here.",
-                type="unsupported_content",
-                field="messages",
-            )
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise ValidationError(
-                f"messages[{index}].content has a text part without text.",
-                type="invalid_type",
-                field="messages",
-            )
-        texts.append(text)
-    return "".join(texts)
-
-
-def completion_params(
-    body: Any, limits: Limits, default_model: str
-) -> tuple[ChatRequest, bool, bool]:
-    """``(parameters, stream, include_usage)`` from a Chat Completions request body."""
-    if not isinstance(body, Mapping):
-        raise ValidationError("The JSON body must be an object.", type="invalid_body")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise ValidationError("'messages' must be a list.", type="invalid_type", field="messages")
-    converted = []
-    for i, message in enumerate(messages[: limits.max_messages + 1]):
-        if not isinstance(message, Mapping):
-            raise ValidationError(
-                f"messages[{i}] must be an object.", type="invalid_type", field="messages"
-            )
-        role = message.get("role")
-        role = _OPENAI_ROLES.get(role, role) if isinstance(role, str) else role
-        converted.append({"role": role, "content": _openai_content(message.get("content"), i)})
-    if body.get("tools"):
-        raise ValidationError(
-            "'tools' is not supported on this route yet.", type="unsupported", field="tools"
-        )
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise ValidationError("Only 'n': 1 is supported.", type="out_of_range", field="n")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValidationError("'stream' must be a boolean.", type="invalid_type", field="stream")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, Mapping):
-        raise ValidationError(
-            "'stream_options' must be an object.", type="invalid_type", field="stream_options"
-        )
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
-    params = validate(
-        messages=converted,
-        model=body.get("model"),
-        temperature=body.get("temperature"),
-        max_tokens=max_tokens,
-        limits=limits,
-        default_model=default_model,
-        restrict_model=True,
-    )
-    return params, stream, bool(options.get("include_usage"))
-
 
 def openai_error(error: AISSEError) -> Response:
     """OpenAI's error object, with our status and headers (``Retry-After``)."""
@@ -300,7 +221,7 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         limits = state.settings.limits
         try:
             params, stream, include_usage = completion_params(
-                read_json_body(limits), limits, state.provider.model
+                read_json_body(limits), limits, state.provider.model, state.settings.tools.names
             )
             if not stream:
                 answer = ai.complete(params, state=state)
