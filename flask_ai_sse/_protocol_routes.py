@@ -167,7 +167,9 @@ def _ignore(signal: str) -> None:
 
 def openai_error(error: AISSEError) -> Response:
     """OpenAI's error object, with our status and headers (``Retry-After``)."""
-    response = jsonify(error_body(error.to_dict()))
+    body = error_body(error.to_dict())
+    body["error"]["param"] = (error.details or {}).get("field")  # the field at fault
+    response = jsonify(body)
     response.status_code = error.status
     response.headers.update(error.headers)
     return response
