@@ -16,11 +16,11 @@ or refused with a 400: a client never believes a setting applied when it did not
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._parts import TOOL_NAME
+from ._ui_messages import image_from_url
 from ._validation import Limits, validate
 from .chunks import ChatRequest
 from .errors import ValidationError
@@ -48,7 +48,6 @@ _USED = frozenset(
 )
 #: Fields that change nothing about the answer: accepted and not used.
 _HARMLESS = frozenset({"user", "metadata", "safety_identifier", "prompt_cache_key"})
-_DATA_URL = re.compile(r"data:(?P<type>[a-z]+/[a-z0-9.+-]+);base64,(?P<data>.*)", re.I | re.S)
 
 
 def _bad(message: str, field: str, kind: str = "invalid_type") -> ValidationError:
@@ -74,17 +73,8 @@ def _text_of(content: Any, where: str, allowed: tuple[str, ...] = ("text",)) -> 
 
 
 def _image(part: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """An ``image_url`` part as our image part; the checker applies the limits after."""
     image = part.get("image_url")
-    url = image.get("url") if isinstance(image, Mapping) else None
-    if not isinstance(url, str):
-        raise _bad(f"'{where}.image_url.url' must be a string.", "messages", "invalid_part")
-    match = _DATA_URL.fullmatch(url) if url[:5].lower() == "data:" else None
-    if url[:5].lower() == "data:" and match is None:
-        raise _bad(f"'{where}' is a data URL that is not base64.", "messages", "invalid_url")
-    if match is not None:
-        return {"type": "image", "data": match["data"], "media_type": match["type"].lower()}
-    return {"type": "image", "url": url}
+    return image_from_url(image.get("url") if isinstance(image, Mapping) else None, where)
 
 
 def _user_content(content: Any, where: str) -> Any:

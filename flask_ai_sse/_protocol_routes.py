@@ -24,6 +24,7 @@ from flask import Response, jsonify, request
 
 from ._openai_body import completion_params
 from ._request import read_json_body, requested_event_id
+from ._ui_messages import ui_messages
 from ._validation import MAX_ID_CHARS, Limits, validate
 from .chunks import ChatRequest
 from .errors import AISSEError, NotFound, ValidationError
@@ -56,33 +57,6 @@ def requested_protocol() -> str | None:
 # -- useChat ------------------------------------------------------------------------------
 
 
-def _ui_text(message: Mapping[str, Any], index: int) -> str:
-    """The text of a UIMessage: its text parts joined (reasoning, steps, tools skipped)."""
-    parts = message.get("parts")
-    if parts is None and isinstance(message.get("content"), str):  # older AI SDK messages
-        return str(message["content"])
-    if not isinstance(parts, list):
-        raise ValidationError(
-            f"messages[{index}].parts must be a list.", type="invalid_type", field="messages"
-        )
-    texts = []
-    for part in parts:
-        if not isinstance(part, Mapping):
-            raise ValidationError(
-                f"messages[{index}].parts must hold objects.", type="invalid_type", field="messages"
-            )
-        if part.get("type") == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise ValidationError(
-                    f"messages[{index}] has a text part without text.",
-                    type="invalid_type",
-                    field="messages",
-                )
-            texts.append(text)
-    return "".join(texts)
-
-
 def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, ChatRequest]:
     """``(chat id, parameters)`` from a ``DefaultChatTransport`` body.
 
@@ -103,17 +77,21 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise ValidationError("'messages' must be a list.", type="invalid_type", field="messages")
-    converted = []
-    for i, message in enumerate(messages[: limits.max_messages + 1]):
-        if not isinstance(message, Mapping):
-            raise ValidationError(
-                f"messages[{i}] must be a UIMessage object.", type="invalid_type", field="messages"
-            )
-        converted.append({"role": message.get("role"), "content": _ui_text(message, i)})
+    each = ui_messages(messages, limits.max_messages)
     conversation_id = body.get("conversation_id")
-    if conversation_id is not None:
-        answered = [i for i, m in enumerate(converted) if m["role"] == "assistant"]
-        converted = converted[answered[-1] + 1 :] if answered else converted
+    if conversation_id is not None and each:
+        # The stored conversation has the answers; after the last one come the user's
+        # new messages or, when it asked for client tools, their results.
+        answered = [i for i, m in enumerate(messages[: len(each)]) if _role(m) == "assistant"]
+        if answered and answered[-1] == len(each) - 1:
+            last = each[-1]
+            start = len(last)
+            while start and last[start - 1]["role"] == "tool":
+                start -= 1
+            each = [last[start:]]
+        elif answered:
+            each = each[answered[-1] + 1 :]
+    converted = [m for group in each for m in group]
     params = validate(
         messages=converted,
         conversation_id=conversation_id,
@@ -126,6 +104,10 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
         restrict_model=True,
     )
     return chat_id, params
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, Mapping) else None
 
 
 def _pointer_id(owner: str | None, chat_id: str) -> str:
