@@ -24,6 +24,7 @@ from flask import Response, jsonify, request
 
 from ._openai_body import completion_params
 from ._request import read_json_body, requested_event_id
+from ._toolrun import route_steps, route_tools
 from ._ui_messages import ui_messages
 from ._validation import MAX_ID_CHARS, Limits, validate
 from .chunks import ChatRequest
@@ -61,9 +62,11 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
     """``(chat id, parameters)`` from a ``DefaultChatTransport`` body.
 
     Besides ``id`` and ``messages``, the fields of ``POST /stream`` (``system``,
-    ``model``, ``temperature``, ``max_tokens``, ``conversation_id``) may come in the
-    transport's ``body``. With a ``conversation_id`` the stored conversation is the
-    history: only the user's new messages (those after the last answer) are taken.
+    ``model``, ``temperature``, ``max_tokens``, ``conversation_id``, ``tools``,
+    ``max_steps``) may come in the transport's ``body``. With a ``conversation_id`` the
+    stored conversation is the history: only the user's new messages (those after the
+    last answer) are taken, or the client tools' results when the last message is the
+    answer that asked for them.
     """
     if not isinstance(body, Mapping):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
@@ -99,6 +102,8 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
         model=body.get("model"),
         temperature=body.get("temperature"),
         max_tokens=body.get("max_tokens"),
+        tools=body.get("tools"),
+        max_steps=body.get("max_steps"),
         limits=limits,
         default_model=default_model,
         restrict_model=True,
@@ -168,7 +173,9 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         state = ai.state()
         limits = state.settings.limits
         chat_id, params = chat_params(read_json_body(limits), limits, state.provider.model)
-        params.requested_tools = list(state.settings.tools.names)  # AI_SSE_TOOLS, as /stream
+        # AI_SSE_TOOLS, or the body's names within them, as /stream
+        params.requested_tools = route_tools(params.requested_tools, state.settings.tools.names)
+        params.max_steps = route_steps(params.max_steps, state.settings.tools.max_steps)
         owner = ai.current_owner()
         pointer = ChatPointer(state.engine.store, _pointer_id(owner, chat_id), owner)
         generation = ai.start_generation(
