@@ -9,6 +9,7 @@ from .chunks import Answer, ChatRequest, Chunk, Message, Usage
 from .engine.custom import End, error_event
 from .errors import (
     AISSEError,
+    BudgetExceeded,
     ConfigurationError,
     InvalidOutput,
     NotFound,
@@ -21,6 +22,7 @@ from .errors import (
     RequestError,
     StoreError,
     StreamGapError,
+    StreamInterrupted,
     StreamTimeout,
     TooManyRequests,
     TooManyStreams,
@@ -35,6 +37,7 @@ __all__ = [
     "AISSE",
     "AISSEError",
     "Answer",
+    "BudgetExceeded",
     "ChatRequest",
     "Chunk",
     "ChunkIterator",
@@ -54,6 +57,7 @@ __all__ = [
     "ServerSentEvent",
     "StoreError",
     "StreamGapError",
+    "StreamInterrupted",
     "StreamTimeout",
     "Task",
     "TooManyRequests",

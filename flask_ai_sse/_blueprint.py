@@ -102,6 +102,14 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
         chat = validate_body(read_json_body(limits), limits, state.provider.model)
         return jsonify(ai.complete(offered(chat), state=state).to_dict())
 
+    @route("/metrics", ["GET"])
+    def metrics() -> Response:
+        """Prometheus metrics, when ``AI_SSE_METRICS_ENDPOINT`` is on (docs/observability)."""
+        telemetry = ai.state().telemetry
+        if not telemetry.metrics_endpoint:
+            raise NotFound("Not found.")
+        return telemetry.metrics_response()
+
     add_protocol_routes(route, ai)
 
     if ai._persistence is not None:

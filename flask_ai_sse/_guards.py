@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from ._budgets import Budgets
 from ._cors import CorsPolicy
+from ._redis_client import is_redis_failure, limiter_storage_options
 from ._request import requested_event_id
 from ._settings import GuardSettings
 from ._slots import Slots, create_slots
@@ -80,7 +82,9 @@ class RateLimit:
         except (HTTPException, AISSEError):
             raise  # e.g. abort(401) from the authorize hook, called by the key function
         except Exception as exc:
-            if _is_storage_error(exc):
+            from limits.errors import StorageError
+
+            if isinstance(exc, StorageError) or is_redis_failure(exc):
                 raise StoreError("The rate limit storage is unavailable.") from exc
             raise
 
@@ -92,18 +96,6 @@ class RateLimit:
         except Exception:  # the storage failing here must not hide the 429
             logger.debug("could not read the rate limit window", exc_info=True)
         return float(exc.limit.limit.get_expiry())
-
-
-def _is_storage_error(exc: BaseException) -> bool:
-    from limits.errors import StorageError
-
-    if isinstance(exc, StorageError | ConnectionError | TimeoutError):
-        return True
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - depends on the install
-        return False
-    return isinstance(exc, redis.RedisError)
 
 
 def _internal_limiter(
@@ -121,6 +113,7 @@ def _internal_limiter(
     limiter = Limiter(
         client_key,
         storage_uri=settings.rate_limit_storage,
+        storage_options=limiter_storage_options(settings.rate_limit_storage, settings.redis),
         strategy=settings.rate_limit_strategy,
         key_prefix=SCOPE,
         headers_enabled=False,
@@ -161,6 +154,8 @@ class Guards:
         self.rate_limit = rate_limit
         self.slots = slots
         self.cors = cors
+        #: ``AI_SSE_TOKEN_BUDGET`` (set up with the app's telemetry), checked after the rate limit.
+        self.budgets: Budgets | None = None
 
     @classmethod
     def setup(
@@ -187,7 +182,10 @@ class Guards:
         slots = None
         if settings.max_streams_per_key:
             slots = create_slots(
-                settings.slots_url, settings.max_streams_per_key, lease=settings.slot_lease
+                settings.slots_url,
+                settings.max_streams_per_key,
+                lease=settings.slot_lease,
+                options=settings.redis,
             )
         return cls(client_key, rate_limit=rate_limit, slots=slots, cors=cors)
 
@@ -203,6 +201,8 @@ class Guards:
             return view(*args, observers=(), **kwargs)
         if self.rate_limit is not None:
             self.rate_limit.check()
+        if self.budgets is not None:  # refused before; a running stream is metered
+            self.budgets.check(self.client_key())
         if self.slots is None:
             return view(*args, observers=(), **kwargs)
         slot = self.slots.take(self.client_key())

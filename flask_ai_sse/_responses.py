@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app, has_request_context, jsonify
 from flask import copy_current_request_context as _copy_request_context
 
+from . import constants as C
 from .engine import EngineSettings
 from .engine.custom import CustomStream
 from .engine.reader import StreamReader
@@ -79,6 +80,10 @@ def render_error(error: AISSEError) -> Response:
     """The JSON error body of docs/wire.rst, with the error's status and headers."""
     if error.status >= 500:
         logger.warning("%s: %s", type(error).__name__, error.message)
+    if error.status == 429:  # counted by the metrics (rate limit, stream cap, budget)
+        state = current_app.extensions.get(C.EXTENSION_NAME)
+        if state is not None:
+            state.telemetry.refused(error)
     response = jsonify(error.to_dict())
     response.status_code = error.status
     response.headers.update(error.headers)

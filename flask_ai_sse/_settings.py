@@ -18,14 +18,14 @@ from typing import Any
 from . import constants as C
 from ._cors import CorsPolicy
 from ._parts import PartLimits
+from ._redis_client import SCHEMES as REDIS_SCHEMES
+from ._redis_client import RedisOptions
+from ._usage import parse_prices
 from ._validation import Limits, allowed_model_names
 from .engine import EngineSettings
 from .errors import ConfigurationError
 from .protocols import PROTOCOLS
 from .providers.base import ProviderConfig
-
-#: The URL schemes of a Redis server (stream store, slots).
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class StoreSettings:
     url: Any
     ttl: float
     max_events: int
+    #: How the Redis pools behave (``AI_SSE_REDIS_*``).
+    redis: RedisOptions
+    #: Seconds a store outage may last without ending running streams.
+    outage_budget: float
 
     @property
     def redis_url(self) -> str | None:
@@ -54,6 +58,8 @@ class GuardSettings:
     slots_url: str
     #: How long a Redis slot outlives a worker that died holding it.
     slot_lease: float
+    #: How the Redis pools of the slots and the rate limit behave.
+    redis: RedisOptions
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,20 @@ class ToolSettings:
 
 
 @dataclass(frozen=True)
+class ObservabilitySettings:
+    """Metrics, spans and token budgets (docs/observability.rst)."""
+
+    #: ``False``, ``True`` (prometheus_client's global registry) or a ``CollectorRegistry``.
+    metrics: Any
+    metrics_endpoint: bool
+    tracing: bool
+    #: ``"200000/day"``, or ``None``: no budget.
+    token_budget: str | None
+    #: Where budgets are counted: ``memory`` or a Redis URL.
+    budget_url: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """One app's settings, the result of reading its config once."""
 
@@ -100,6 +120,7 @@ class Settings:
     #: The wire protocol of streams whose request does not choose one.
     protocol: str
     tools: ToolSettings
+    observability: ObservabilitySettings
 
 
 #: How old a ``streaming`` message must be to count as interrupted when the stream
@@ -192,11 +213,21 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
         flush_interval=r.number(C.FLUSH_INTERVAL),
         progress_every=r.count(C.PROGRESS_EVERY),
         sentence_mode=r.flag(C.SENTENCE_MODE),
+        prices=parse_prices(r.mapping(C.PRICES)),
+        store_outage_budget=r.number(C.STORE_OUTAGE_BUDGET),
     )
+    redis_timeout = r.number(C.REDIS_TIMEOUT, above=True)
     store = StoreSettings(
         url=r.raw(C.STORE),
         ttl=r.number(C.STREAM_TTL, above=True),
         max_events=r.count(C.STREAM_MAX_EVENTS, minimum=1),
+        redis=RedisOptions(
+            socket_timeout=redis_timeout,
+            connect_timeout=redis_timeout,
+            max_connections=r.count(C.REDIS_MAX_CONNECTIONS, minimum=2),
+            pool_timeout=r.number(C.REDIS_POOL_TIMEOUT, above=True),
+        ),
+        outage_budget=engine.store_outage_budget,
     )
     return Settings(
         provider=_provider(r),
@@ -236,6 +267,7 @@ def read_settings(config: MutableMapping[str, Any], overrides: Mapping[str, Any]
             timeout=r.number(C.TOOL_TIMEOUT, above=True),
             max_steps=r.count(C.MAX_STEPS, minimum=1),
         ),
+        observability=_observability(r, store),
     )
 
 
@@ -300,6 +332,26 @@ def _guards(r: _Reader, store: StoreSettings, engine: EngineSettings) -> GuardSe
         max_streams_per_key=r.integer(C.MAX_STREAMS_PER_KEY, minimum=1, optional=True),
         slots_url=slots_url,
         slot_lease=longest + engine.disconnect_grace + 60.0,
+        redis=store.redis,
+    )
+
+
+def _observability(r: _Reader, store: StoreSettings) -> ObservabilitySettings:
+    metrics = r.raw(C.METRICS)
+    if metrics is not True and metrics is not False and not hasattr(metrics, "register"):
+        raise ConfigurationError(
+            f"{C.METRICS} must be True, False or a prometheus_client CollectorRegistry,"
+            f" not {metrics!r}."
+        )
+    endpoint = r.flag(C.METRICS_ENDPOINT)
+    if endpoint and metrics is False:
+        raise ConfigurationError(f"{C.METRICS_ENDPOINT} needs {C.METRICS} = True.")
+    return ObservabilitySettings(
+        metrics=metrics,
+        metrics_endpoint=endpoint,
+        tracing=r.flag(C.TRACING),
+        token_budget=r.text(C.TOKEN_BUDGET, optional=True),
+        budget_url=r.text(C.TOKEN_BUDGET_STORAGE, optional=True) or store.redis_url or "memory",
     )
 
 

@@ -8,19 +8,23 @@ disconnect grace.
 
 ``memory`` counts in this process. With Redis every worker and host shares the
 count: a sorted set per key whose members are slot tokens scored by a lease
-deadline, so a slot held by a worker that died frees itself when its lease
-(the longest a generation may run, plus a margin) runs out.
+deadline. The process holding a slot renews its lease every ``renew`` seconds,
+so a slot held by a worker that died frees itself within :data:`SLOT_LEASE`
+seconds (not after the longest a generation may run), and one whose release
+failed (Redis was down at that moment) frees itself as soon as the lease ends.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import secrets
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ._redis_client import SCHEMES, RedisOptions, connect, translated
 from .errors import ConfigurationError, StoreError
 
 __all__ = ["MemorySlots", "RedisSlots", "Slot", "Slots", "create_slots"]
@@ -133,56 +137,100 @@ return 1
 """
 
 
+#: KEYS: set per held slot; ARGV: lease ms, then one token per key. Renews held slots.
+_RENEW = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for i = 1, #KEYS do
+  if redis.call('ZADD', KEYS[i], 'XX', 'CH', ms + tonumber(ARGV[1]), ARGV[i + 1]) == 1 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return 0
+"""
+
+#: Seconds a Redis slot lasts without renewal: how soon a dead worker's slots free.
+SLOT_LEASE = 30.0
+
+
 class RedisSlots(Slots):
-    """Slots shared by every process using the same Redis (``redis://`` URL)."""
+    """Slots shared by every process using the same Redis (``redis://`` URL).
+
+    ``lease`` caps the slot lease (at most :data:`SLOT_LEASE`); this process
+    renews the slots it holds every third of it.
+    """
 
     prefix = "ai_sse:slots:"
 
-    def __init__(self, url: str, limit: int, *, lease: float) -> None:
+    def __init__(
+        self, url: str, limit: int, *, lease: float, options: RedisOptions | None = None
+    ) -> None:
         super().__init__(limit)
-        try:
-            import redis
-        except ImportError:  # pragma: no cover - depends on the install
-            raise ConfigurationError(
-                "A redis:// URL for stream slots needs the 'redis' package:"
-                " pip install 'flask-ai-sse[redis]'."
-            ) from None
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         # Connects lazily, at the first command: nothing opens at start-up.
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-        )
+        self._client: Any = connect(url, options or RedisOptions())
         self._acquire_script: Any = self._client.register_script(_ACQUIRE)
-        self.lease_ms = max(1000, int(lease * 1000))
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except self._errors as exc:
-            raise StoreError(f"Redis failed while {what} a stream slot.") from exc
+        self._renew_script: Any = self._client.register_script(_RENEW)
+        self.lease_ms = max(1000, int(min(lease, SLOT_LEASE) * 1000))
+        self._held: dict[str, str] = {}  # token -> key, slots of this process
+        self._renewer: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
 
     def _acquire(self, key: str, token: str) -> bool:
         keys = [self.prefix + key]
         args = [self.limit, token, self.lease_ms]
-        return bool(self._call("taking", self._acquire_script, keys=keys, args=args))
+        with translated("taking a stream slot"):
+            taken = bool(self._acquire_script(keys=keys, args=args))
+        if taken:
+            self._held[token] = key
+            self._ensure_renewer()
+        return taken
 
     def _release(self, key: str, token: str) -> None:
-        self._call("releasing", self._client.zrem, self.prefix + key, token)
+        self._held.pop(token, None)  # not renewed any more, even if ZREM fails
+        with translated("releasing a stream slot"):
+            self._client.zrem(self.prefix + key, token)
 
     def count(self, key: str) -> int:
-        return int(self._call("counting", self._client.zcard, self.prefix + key))
+        with translated("counting stream slots"):
+            return int(self._client.zcard(self.prefix + key))
+
+    def _ensure_renewer(self) -> None:
+        with self._lock:
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="ai-sse-slot-leases", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        every = self.lease_ms / 3000
+        while not self._closed.wait(every):
+            held = list(self._held.items())
+            if not held:
+                continue
+            # A failure is logged by translated(); the next round tries again.
+            with contextlib.suppress(StoreError), translated("renewing stream slots"):
+                self._renew_script(
+                    keys=[self.prefix + key for _, key in held],
+                    args=[self.lease_ms, *(token for token, _ in held)],
+                )
 
     def close(self) -> None:
-        """Release the Redis connections."""
+        """Stop renewing and release the Redis connections."""
+        self._closed.set()
         self._client.close()
+        self._client.connection_pool.disconnect()
 
 
-def create_slots(url: str, limit: int, *, lease: float) -> Slots:
+def create_slots(
+    url: str, limit: int, *, lease: float, options: RedisOptions | None = None
+) -> Slots:
     """The slots ``url`` names: ``memory`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL."""
     if url in ("memory", "memory://"):
         return MemorySlots(limit)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisSlots(url, limit, lease=lease)
+    if url.startswith(SCHEMES):
+        return RedisSlots(url, limit, lease=lease, options=options)
     raise ConfigurationError(
         f"AI_SSE_MAX_STREAMS_STORAGE must be 'memory' or a redis:// URL, not {url!r}."
     )

@@ -41,6 +41,10 @@ STREAM_TIMEOUT: Final = "AI_SSE_STREAM_TIMEOUT"
 FLUSH_INTERVAL: Final = "AI_SSE_FLUSH_INTERVAL"
 PROGRESS_EVERY: Final = "AI_SSE_PROGRESS_EVERY"
 SENTENCE_MODE: Final = "AI_SSE_SENTENCE_MODE"
+STORE_OUTAGE_BUDGET: Final = "AI_SSE_STORE_OUTAGE_BUDGET"
+REDIS_TIMEOUT: Final = "AI_SSE_REDIS_TIMEOUT"
+REDIS_MAX_CONNECTIONS: Final = "AI_SSE_REDIS_MAX_CONNECTIONS"
+REDIS_POOL_TIMEOUT: Final = "AI_SSE_REDIS_POOL_TIMEOUT"
 PROTOCOL: Final = "AI_SSE_PROTOCOL"
 
 # -- HTTP --------------------------------------------------------------------------------
@@ -86,6 +90,14 @@ HISTORY_MAX_TOKENS: Final = "AI_SSE_HISTORY_MAX_TOKENS"
 RECONCILE_ON_START: Final = "AI_SSE_RECONCILE_ON_START"
 SQLITE_WAL: Final = "AI_SSE_SQLITE_WAL"
 
+# -- observability (docs/observability.rst) ----------------------------------------------
+METRICS: Final = "AI_SSE_METRICS"
+METRICS_ENDPOINT: Final = "AI_SSE_METRICS_ENDPOINT"
+TRACING: Final = "AI_SSE_TRACING"
+PRICES: Final = "AI_SSE_PRICES"
+TOKEN_BUDGET: Final = "AI_SSE_TOKEN_BUDGET"
+TOKEN_BUDGET_STORAGE: Final = "AI_SSE_TOKEN_BUDGET_STORAGE"
+
 DEFAULTS: Final[dict[str, Any]] = {
     # provider
     PROVIDER: "fake",
@@ -109,6 +121,10 @@ DEFAULTS: Final[dict[str, Any]] = {
     STORE: "memory",
     STREAM_TTL: 120.0,
     STREAM_MAX_EVENTS: 20000,
+    STORE_OUTAGE_BUDGET: 10.0,
+    REDIS_TIMEOUT: 1.0,
+    REDIS_MAX_CONNECTIONS: 50,
+    REDIS_POOL_TIMEOUT: 2.0,
     DISCONNECT_GRACE: 5.0,
     DISCONNECT_POLICY: "cancel",
     STREAM_TIMEOUT: 600.0,
@@ -155,4 +171,11 @@ DEFAULTS: Final[dict[str, Any]] = {
     HISTORY_MAX_TOKENS: 0,
     RECONCILE_ON_START: True,
     SQLITE_WAL: True,
+    # observability (docs/observability.rst)
+    METRICS: False,
+    METRICS_ENDPOINT: False,
+    TRACING: True,
+    PRICES: {},
+    TOKEN_BUDGET: None,
+    TOKEN_BUDGET_STORAGE: None,
 }

@@ -11,7 +11,8 @@ one boundary each, with ``raise ... from exc``::
     │   ├── UnsupportedMediaType (415)
     │   ├── NotFound (404)           unknown stream or conversation, or not yours
     │   └── TooManyRequests (429)    rate limit (AI_SSE_RATE_LIMIT)
-    │       └── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       ├── TooManyStreams (429) concurrency cap (AI_SSE_MAX_STREAMS_PER_KEY)
+    │       └── BudgetExceeded (429) token budget (AI_SSE_TOKEN_BUDGET)
     ├── ProviderError (502)          the upstream model provider failed
     │   ├── ProviderStatusError (502, or 429 when it keeps limiting us)
     │   ├── ProviderConnectionError (502)
@@ -20,6 +21,7 @@ one boundary each, with ``raise ... from exc``::
     ├── InvalidOutput (502)          structured output that does not match its schema
     ├── StreamTimeout (504)          the whole stream ran too long or went silent
     ├── StreamGapError (410)         a reader fell behind the bounded log
+    ├── StreamInterrupted (500)      the stream's producer died (its worker was lost)
     └── StoreError (503)             the stream store (Redis) failed
 
 Every error has a stable ``type`` (the ``type`` of the JSON error body and of
@@ -33,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "AISSEError",
+    "BudgetExceeded",
     "ConfigurationError",
     "InvalidOutput",
     "NotFound",
@@ -45,6 +48,7 @@ __all__ = [
     "RequestError",
     "StoreError",
     "StreamGapError",
+    "StreamInterrupted",
     "StreamTimeout",
     "TooManyRequests",
     "TooManyStreams",
@@ -220,11 +224,27 @@ class StreamGapError(AISSEError):
     public_message = "Events were dropped before this client read them."
 
 
+class StreamInterrupted(AISSEError):
+    """The stream's producer stopped beating: its worker was killed or its host lost."""
+
+    type = "interrupted"
+    status = 500
+    public_message = "The stream was interrupted: the server producing it stopped."
+
+
 class TooManyStreams(TooManyRequests):
     """The client key already has ``AI_SSE_MAX_STREAMS_PER_KEY`` generations running."""
 
     type = "too_many_streams"
     public_message = "Too many streams are open; try again when one has ended."
+
+
+class BudgetExceeded(TooManyRequests):
+    """The client key spent its ``AI_SSE_TOKEN_BUDGET``: before a stream (429 with
+    ``Retry-After``), or while one runs (it ends with ``event: error`` of this type)."""
+
+    type = "budget_exceeded"
+    public_message = "The token budget is spent; try again when it renews."
 
 
 def _retry_after_header(seconds: float) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_request_context
@@ -21,6 +21,7 @@ from ._blueprint import create_blueprint
 from ._cli import cli_group
 from ._deployment import check_at_first_request
 from ._guards import Guards
+from ._observability import Telemetry
 from ._request import client_key, once_per_request, requested_event_id
 from ._responses import custom_stream_response, render_error, sse_response
 from ._settings import Settings, read_settings, read_table_prefix
@@ -51,6 +52,8 @@ class AppState:
     guards: Guards
     #: The stored conversations' hook (``AISSE(app, db=db)``), else ``None``.
     conversations: Conversations | None = None
+    #: Metrics, spans, signals, the stream log line and token budgets (docs/observability).
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 class ChunkIterator(Iterator[Chunk]):
@@ -154,7 +157,14 @@ class AISSE:
         )
         store = settings.store
         engine = Engine(
-            create_store(store.url, ttl=store.ttl, max_events=store.max_events), settings.engine
+            create_store(
+                store.url,
+                ttl=store.ttl,
+                max_events=store.max_events,
+                redis_options=store.redis,
+                outage_budget=store.outage_budget,
+            ),
+            settings.engine,
         )
         guards = Guards.setup(
             app,
@@ -168,9 +178,11 @@ class AISSE:
             conversations = self._persistence.init_app(
                 app, settings.persistence, owner=self.current_owner
             )
-        app.extensions[C.EXTENSION_NAME] = AppState(
-            self, settings, provider, engine, guards, conversations
-        )
+            # Whichever worker ends a stream whose producer died marks its message too.
+            engine.store.on_interrupted.append(conversations.mark_interrupted)
+        state = AppState(self, settings, provider, engine, guards, conversations)
+        app.extensions[C.EXTENSION_NAME] = state
+        state.telemetry = Telemetry.setup(app, state)
         app.register_error_handler(AISSEError, render_error)
         check_at_first_request(app, shared_store=engine.store.shared)
         cli_group(app)  # flask ai-sse ask / check (persistence added reconcile)
@@ -354,14 +366,21 @@ class AISSE:
         first and the conversation's history goes upstream as context.
         """
         state = state or self.state()
-        with self._turn(state, request, owner) as turn:
+        state.engine.check_store()  # a store that is down must not cost an upstream request
+        # telemetry: the stream's span is current while the upstream call opens
+        with (
+            self._turn(state, request, owner) as turn,
+            state.telemetry.opening(turn.request, state.provider) as watch,
+        ):
             chunks = self._open(state, turn.request)
             return state.engine.start(
                 chunks,
                 stream_id=turn.stream_id,
                 start=turn.start,
                 meta={"owner": owner},
-                observers=[*observers, *turn.observers],
+                observers=[*observers, *turn.observers, *watch.observers],
+                prompt_estimate=watch.prompt_estimate,
+                wrap=watch.wrap,
             )
 
     @contextlib.contextmanager
@@ -489,6 +508,7 @@ class AISSE:
             else:
                 answer = state.provider.complete(turn.request)
             turn.answered(answer)
+            state.telemetry.answered(answer, turn.request)  # tokens, cost, budget
             return answer
 
     @property

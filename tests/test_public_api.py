@@ -49,4 +49,13 @@ def test_every_exported_name_is_on_the_api_page():
 def test_internal_modules_are_private_by_name():
     package = Path(flask_ai_sse.__path__[0])
     public_top = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
-    assert public_top == {"chunks", "constants", "errors", "extension", "sse", "task"}
+    assert public_top == {
+        "chunks",
+        "constants",
+        "errors",
+        "extension",
+        "metrics",
+        "signals",
+        "sse",
+        "task",
+    }

@@ -10,6 +10,14 @@ leaves, returns or is joined by others changes nothing here.
 Stopping: :meth:`Generation.abort` records why and calls the chunk stream's
 ``abort()``, which wakes the producer's blocked read from outside; the producer
 then closes the upstream response itself and writes the terminal event.
+
+Store faults: an append that fails keeps its entries in the store's queue (see
+:meth:`StreamStore.unwritten`), and the producer keeps reading its provider. The
+queue is written, in order and with the same ids, once the store answers again.
+Only an outage longer than ``outage_budget`` seconds, or a queue longer than
+``max_unwritten`` entries, ends the stream (``store_unavailable``). The end itself
+is retried for as long again, so one terminal event lands whenever the store is
+back in time.
 """
 
 from __future__ import annotations
@@ -17,16 +25,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from .._usage import Price, cost, settle
 from ..chunks import AnswerBuilder, Chunk
-from ..errors import AISSEError, StreamTimeout
+from ..errors import AISSEError, StoreError, StreamTimeout
 from ..providers.base import ChunkStream
 from .flow import SentenceBuffer
 from .protocol import END, entry_for_chunk, pack
 from .spawn import spawn
-from .store import StreamStore
+from .store import StreamLost, StreamStore
 
 logger = logging.getLogger("flask_ai_sse")
 
@@ -35,7 +44,9 @@ class Observer(Protocol):
     """Something beside the producer that follows a generation (e.g. persistence).
 
     Methods run in the producer's greenlet and must be quick; errors are logged,
-    never propagated into the stream.
+    never propagated into the stream. ``started`` runs in the request that starts
+    the generation. An observer with a false ``follows_chunks`` attribute is not
+    called per chunk (the hot path stays one call per observer that needs it).
     """
 
     def started(self, generation: Generation) -> None: ...
@@ -61,13 +72,23 @@ class Generation:
         sentence_mode: bool = False,
         on_orphaned: Callable[[Generation], None] | None = None,
         on_done: Callable[[Generation], None] | None = None,
+        prompt_estimate: int = 0,
+        prices: Mapping[str, Price] | None = None,
+        wrap: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+        outage_budget: float = 10.0,
+        max_unwritten: int = 10000,
     ) -> None:
         self.stream_id = stream_id
+        self.outage_budget = outage_budget
+        self.max_unwritten = max_unwritten
+        #: Since when the store fails this producer's appends (``None``: it does not).
+        self.store_down_since: float | None = None
         self.store = store
         self.chunks = chunks
         self.start_data = start
         self.meta = meta or {}
         self.observers = observers
+        self._chunk_observers = [o for o in observers if getattr(o, "follows_chunks", True)]
         self.progress_every = progress_every
         self.sentences = SentenceBuffer() if sentence_mode else None
         self._on_orphaned = on_orphaned
@@ -77,6 +98,14 @@ class Generation:
         self.status = "streaming"
         self.error: AISSEError | None = None
         self.abort_reason: str | None = None
+        self._abort_error: AISSEError | None = None
+        #: Input tokens estimated from the request, for when the provider reports none.
+        self.prompt_estimate = prompt_estimate
+        self.prices = prices or {}
+        #: Settled at the end (see ``flask_ai_sse._usage.settle``), then ``cost``.
+        self.usage: dict[str, Any] | None = None
+        self.cost: float | None = None
+        self._wrap = wrap
         self.started_at = time.monotonic()
         self.last_activity = self.started_at
         self.first_token_at: float | None = None
@@ -91,15 +120,26 @@ class Generation:
         """Write the ``start`` event, then run the producer in its own thread/greenlet."""
         self.store.create(self.stream_id, self.meta)
         self.store.watch(self.stream_id, self._on_signal)
-        self._notify("started")
-        self.seq += 1
-        self.store.append(self.stream_id, [pack("start", self.start_data)])
-        spawn(self.run, name=f"ai-sse-{self.stream_id[:8]}")
+        try:
+            self._notify("started")
+            self.seq += 1
+            # A failure here is the client's 503.
+            self.store.append(self.stream_id, [pack("start", self.start_data)])
+        except BaseException:
+            self.store.unwatch(self.stream_id)  # no heartbeat for a stream that never ran
+            raise
+        run = self.run if self._wrap is None else self._wrap(self.run)
+        spawn(run, name=f"ai-sse-{self.stream_id[:8]}")
 
-    def abort(self, reason: str) -> None:
-        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected or timeout."""
+    def abort(self, reason: str, error: AISSEError | None = None) -> None:
+        """Stop soon, from any greenlet; ``reason``: cancelled, disconnected, timeout, budget.
+
+        With ``error`` the stream ends with that ``event: error``; without, a
+        ``timeout`` ends with :class:`StreamTimeout` and any other reason as cancelled.
+        """
         if self.abort_reason is None and not self.done.is_set():
             self.abort_reason = reason
+            self._abort_error = error
             self.chunks.abort()
 
     def _on_signal(self, name: str) -> None:
@@ -127,14 +167,14 @@ class Generation:
             self._finish()
 
     def _pump(self) -> None:
-        stream_id, answer = self.stream_id, self.answer
+        answer = self.answer
         for chunk in self.chunks:
             if self.abort_reason is not None:
                 return
             self.last_activity = time.monotonic()
             answer.add(chunk)
-            if self.observers:  # observers see every chunk as the provider sent it
-                self._notify("chunk", chunk)
+            if self._chunk_observers:  # observers see every chunk as the provider sent it
+                self._notify_chunk(chunk)
             if self.sentences is not None and chunk.kind == "text":
                 chunk = Chunk.delta(self.sentences.push(chunk.text))
                 if not chunk.text:
@@ -149,7 +189,41 @@ class Generation:
             if self.progress_every and answer.chunks % self.progress_every == 0:
                 self.seq += 1
                 entries.append(pack("progress", self.progress()))
-            self.store.append(stream_id, entries)
+            self._append(entries)
+
+    def _append(self, entries: list[bytes]) -> None:
+        """Append, riding out a store outage within the budget (see the module docstring)."""
+        try:
+            self.store.append(self.stream_id, entries)
+        except StreamLost:
+            raise
+        except StoreError:
+            now = time.monotonic()
+            if self.store_down_since is None:
+                self.store_down_since = now
+                logger.warning("stream %s: store failing, buffering its events", self.stream_id)
+            if (
+                now - self.store_down_since > self.outage_budget
+                or self.store.unwritten(self.stream_id) > self.max_unwritten
+            ):
+                raise
+        else:
+            self.store_down_since = None
+
+    def _append_final(self, entries: list[bytes]) -> None:
+        """Write the end, retrying while the store fails, for up to the budget."""
+        deadline = time.monotonic() + self.outage_budget
+        while True:
+            try:
+                self.store.append(self.stream_id, entries, final=True)
+                return
+            except StreamLost:
+                raise
+            except StoreError:
+                if time.monotonic() >= deadline:
+                    raise
+                entries = []  # the store kept them: only the retry is left
+                time.sleep(0.2)
 
     def _finish(self) -> None:
         entries: list[bytes] = []
@@ -158,14 +232,20 @@ class Generation:
             self.seq += 1
             entries.append(pack("text", {"content": rest}))
         reason = self.abort_reason
-        if reason == "timeout":
+        if self._abort_error is not None:
+            self.error = self._abort_error
+        elif reason == "timeout":
             self.error = StreamTimeout()
         elif reason is not None:
             self.error = None  # whatever the aborted read raised was our own doing
             self.status = "cancelled"
+        self._settle_usage()
         if self.error is not None:
             self.status = "failed"
-            entries.append(pack("error", self.error.to_dict()))
+            data = {**self.error.to_dict(), "usage": self.usage}
+            if self.cost is not None:
+                data["cost"] = self.cost
+            entries.append(pack("error", data))
         else:
             if self.status == "streaming":
                 self.status = "completed"
@@ -176,7 +256,7 @@ class Generation:
         # the end, so a client acting on [DONE] finds the final state.
         self._notify("finished")
         try:
-            self.store.append(self.stream_id, [*entries, END], final=True)
+            self._append_final([*entries, END])
         except AISSEError:  # the store failed: its readers get the error from it, not from us
             logger.warning("could not write the end of stream %s", self.stream_id)
         finally:
@@ -186,6 +266,27 @@ class Generation:
                 self._on_done(self)
 
     # -- data -----------------------------------------------------------------
+
+    def _settle_usage(self) -> None:
+        """Usage for every ending: the provider's figures, else estimated; then the cost."""
+        answer = self.answer
+        chars = sum(map(len, answer.text_parts)) + sum(map(len, answer.reasoning_parts))
+        chars += sum(len(call["arguments"]) for call in answer.tool_calls.values())
+        self.usage = settle(answer.usage, prompt_estimate=self.prompt_estimate, output_chars=chars)
+        self.cost = cost(self.usage, answer.model, self.prices)
+
+    @property
+    def ending(self) -> str:
+        """How it ended, one bounded word for metrics and logs: ``streaming`` until then,
+        ``completed``, ``failed``, ``cancelled``, ``disconnected``, ``timeout`` or ``budget``."""
+        if self.status in ("streaming", "completed"):
+            return self.status
+        reason = self.abort_reason
+        if reason in ("cancelled", "disconnected", "timeout", "budget"):
+            return reason
+        if self.status == "cancelled":
+            return "cancelled"
+        return "timeout" if self.error is not None and self.error.type == "timeout" else "failed"
 
     @property
     def finish_reason(self) -> str | None:
@@ -201,10 +302,11 @@ class Generation:
         summary: dict[str, Any] = {
             "finish_reason": self.finish_reason,
             "raw_finish_reason": answer.raw_finish_reason,
-            "usage": answer.usage.to_dict() if answer.usage else None,
+            "usage": self.usage or (answer.usage.to_dict() if answer.usage else None),
             "model": answer.model,
             "provider": answer.provider,
             "stream_id": self.stream_id,
+            **({"cost": self.cost} if self.cost is not None else {}),
         }
         # Upstream requests made: more than one when tools ran between them.
         summary["steps"] = max(answer.steps, 1)
@@ -232,6 +334,13 @@ class Generation:
                 round(self.first_token_at - self.started_at, 4) if self.first_token_at else None
             ),
         }
+
+    def _notify_chunk(self, chunk: Chunk) -> None:
+        for observer in self._chunk_observers:
+            try:
+                observer.chunk(self, chunk)
+            except Exception:
+                logger.exception("observer %r failed on chunk", observer)
 
     def _notify(self, event: str, *args: Any) -> None:
         for observer in self.observers:

@@ -9,6 +9,11 @@ when a write fails, keepalives are also the disconnect probe.
 With an ``encoder`` (a :class:`~flask_ai_sse.protocols.Encoder`), the log holds
 neutral events and this reader sends them in the encoder's protocol; without
 one, the log holds bytes that are sent as they are (custom streams).
+
+A store that fails (Redis stalled or restarting) does not end the response at
+once: keepalives go on while it fails for less than ``outage_budget`` seconds,
+and the reader picks up where it was when the store answers again. Past the
+budget the response ends with one error (``store_unavailable``) and ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from ..errors import AISSEError, NotFound
+from ..errors import AISSEError, NotFound, StoreError
 from ..protocols import Encoder
 from ..sse import DONE, encode
 from .store import ReadResult
@@ -39,7 +44,11 @@ class StreamReader(Iterator[bytes]):
         on_close: Callable[[], None] | None = None,
         event_id: Callable[[int], str] | None = None,
         encoder: Encoder | None = None,
+        outage_budget: float = 0.0,
     ) -> None:
+        self._outage_budget = outage_budget
+        #: Since when reads fail (``None``: they do not).
+        self._failing_since: float | None = None
         self._read = read
         self._after = after
         self._prefix = prefix
@@ -72,6 +81,34 @@ class StreamReader(Iterator[bytes]):
         return self._keepalive_bytes
 
     def _take(self, timeout: float) -> bytes:
+        """What the log has for this client, waiting up to ``timeout``; during a
+        store outage within the budget, nothing (a keepalive) until it has passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                body = self._take_once(max(0.0, deadline - time.monotonic()))
+            except StoreError as exc:
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                if now - self._failing_since >= self._outage_budget:
+                    return self._error(exc)
+                if now >= deadline:
+                    return b""
+                time.sleep(min(0.25, deadline - now))  # the store refused at once: pace retries
+                continue
+            self._failing_since = None
+            return body
+
+    def _error(self, exc: AISSEError) -> bytes:
+        """End the response with ``exc``; the id repeats the last one sent: resume stays exact."""
+        self.finished = True
+        if self._encoder is not None:
+            return self._encoder.failure(self._after, exc.to_dict())
+        event_id = self._event_id(self._after) if self._event_id else None
+        return encode(exc.to_dict(), event="error", id=event_id) + DONE
+
+    def _take_once(self, timeout: float) -> bytes:
         first = self._after + 1
         try:
             if self._prime:
@@ -86,14 +123,11 @@ class StreamReader(Iterator[bytes]):
                 if more:
                     entries = entries + more[0]
                     final = more[1]
+        except StoreError:
+            raise
         except AISSEError as exc:
-            # The store failed, expired the stream or dropped what this reader missed: say
-            # so, and end cleanly. The id repeats the last one sent: resume stays exact.
-            self.finished = True
-            if self._encoder is not None:
-                return self._encoder.failure(self._after, exc.to_dict())
-            event_id = self._event_id(self._after) if self._event_id else None
-            return encode(exc.to_dict(), event="error", id=event_id) + DONE
+            # The stream expired or dropped what this reader missed: say so, and end cleanly.
+            return self._error(exc)
         self._after += len(entries)
         if final:
             self.finished = True
@@ -107,11 +141,11 @@ class StreamReader(Iterator[bytes]):
     def _prime_encoder(self) -> None:
         """Feed the events before the resume point to the encoder, sending nothing."""
         assert self._encoder is not None
-        self._prime = False
-        result = self._read(0, 0.0)
+        result = self._read(0, 0.0)  # a store failure here is retried at the next read
         if result is None:
             raise NotFound("The stream expired.")
         self._encoder.skip(1, result[0][: self._after])
+        self._prime = False
 
     def close(self) -> None:
         if not self.closed:

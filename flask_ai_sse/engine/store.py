@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StreamGapError
+from ..errors import StoreError, StreamGapError
 
 #: Called with a signal name: ``cancelled`` (stop now) or ``orphaned`` (last reader left).
 SignalHandler = Callable[[str], None]
@@ -28,6 +28,15 @@ SignalHandler = Callable[[str], None]
 #: for, and whether the stream has ended (so these are the last). ``None`` when
 #: the stream is unknown.
 ReadResult = tuple[list[bytes], bool]
+
+
+#: Seconds between two heartbeats of a producer's process (shared stores).
+HEARTBEAT = 2.0
+
+
+class StreamLost(StoreError):
+    """The stream is gone from the store, or was ended by another worker: writing on
+    is pointless (unlike a plain :class:`StoreError`, which may pass)."""
 
 
 class StreamLog:
@@ -89,6 +98,9 @@ class StreamStore(abc.ABC):
 
     #: Readers of a store shared across processes see the same streams.
     shared: bool = False
+    #: Called with a stream id when this process ended a stream whose producer was
+    #: lost (another worker died): e.g. to mark its stored message failed.
+    on_interrupted: list[Callable[[str], object]]
 
     @abc.abstractmethod
     def create(self, stream_id: str, meta: dict[str, Any]) -> None: ...
@@ -127,6 +139,28 @@ class StreamStore(abc.ABC):
     def signal(self, stream_id: str, name: str) -> bool:
         """Tell the stream's producer, wherever it runs. False if the stream is unknown."""
 
+    def check(self) -> None:  # noqa: B027 - optional hook, a no-op for memory
+        """Raise :class:`StoreError` when the store cannot take a new stream now.
+
+        Called before a new stream opens its (paid) upstream request.
+        """
+
+    def unwritten(self, stream_id: str) -> int:
+        """Entries a failed :meth:`append` kept for the next one (0: all written).
+
+        A store that can fail keeps the entries of a failed append, in order, and
+        writes them first at the next append, with the same sequence numbers.
+        """
+        return 0
+
+    def producer_alive(self, stream_id: str) -> bool | None:
+        """Whether the stream's producer still runs; ``None`` when the stream is unknown.
+
+        In one process (memory) a running stream's producer is alive by definition.
+        """
+        log_meta = self.meta(stream_id)
+        return None if log_meta is None else True
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for memory
         """Release connections (a no-op for memory)."""
 
@@ -135,6 +169,7 @@ class MemoryStore(StreamStore):
     """Logs in this process: bounded per stream, expiring ``ttl`` seconds after the end."""
 
     def __init__(self, *, ttl: float = 600.0, max_events: int = 20000) -> None:
+        self.on_interrupted = []
         self.ttl = ttl
         self.max_events = max_events
         self._logs: dict[str, StreamLog] = {}
@@ -185,6 +220,10 @@ class MemoryStore(StreamStore):
     def listeners(self, stream_id: str) -> int:
         log = self._logs.get(stream_id)
         return 0 if log is None else log.listeners
+
+    def producer_alive(self, stream_id: str) -> bool | None:
+        log = self._logs.get(stream_id)
+        return None if log is None else not log.finished
 
     def watch(self, stream_id: str, handler: SignalHandler) -> None:
         self._handlers[stream_id] = handler

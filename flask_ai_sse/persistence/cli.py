@@ -25,7 +25,9 @@ def reconcile_command(older_than: float | None) -> None:
     store = getattr(state, "conversations", None)
     if store is None:
         raise click.UsageError("Persistence is off: create the extension with AISSE(app, db=db).")
-    count = store.reconcile(older_than=older_than)
+    streams = state.engine.store  # type: ignore[union-attr]
+    alive = streams.producer_alive if streams.shared else None  # shared heartbeats, if any
+    count = store.reconcile(older_than=older_than, alive=alive)
     click.echo(f"Marked {count} interrupted message(s) as failed.")
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -325,38 +325,79 @@ class ConversationStore:
 
     # -- crash safety -------------------------------------------------------------
 
-    def reconcile(self, *, older_than: float | None = None) -> int:
+    def reconcile(
+        self,
+        *,
+        older_than: float | None = None,
+        alive: Callable[[str], bool | None] | None = None,
+    ) -> int:
         """Mark ``streaming`` messages not written for ``older_than`` seconds as interrupted.
 
         A worker killed mid-answer leaves its message ``streaming``; no live
         stream goes longer than the stream timeout (the default age) without
-        ending. They become ``failed`` with ``meta.reason == "interrupted"``;
-        their partial text stays. Returns how many were marked.
+        ending. With ``alive`` (a shared store's heartbeat check: ``True`` the
+        producer beats, ``False`` it stopped, ``None`` unknown stream), a message
+        whose producer stopped is marked whatever its age, and one whose producer
+        beats is kept; the age decides only for unknown streams. They become
+        ``failed`` with ``meta.reason == "interrupted"``; their partial text stays.
+        Returns how many were marked.
         """
         age = self.settings.reconcile_after if older_than is None else older_than
         M = self.Message
         now = utcnow()
-        stale = sa.select(M.id, M.meta).where(
-            M.status == "streaming", M.updated_at <= now - timedelta(seconds=age)
-        )
+        rows = sa.select(M.id, M.meta, M.updated_at).where(M.status == "streaming")
         count = 0
         with self.database.transaction() as session:
-            for message_id, meta in session.execute(stale).all():
-                meta = {
-                    **(meta or {}),
-                    "finish_reason": "error",
-                    "reason": "interrupted",
-                    "error": {
-                        "type": "interrupted",
-                        "message": "The server stopped while this answer was streaming.",
-                    },
-                }
-                result = session.execute(
-                    sa.update(M)
-                    .where(M.id == message_id, M.status == "streaming")
-                    .values(status="failed", meta=meta, updated_at=now)
-                )
-                count += cast("sa.CursorResult[Any]", result).rowcount
+            for message_id, meta, updated_at in session.execute(rows).all():
+                verdict = _producer_alive(alive, (meta or {}).get("stream_id"))
+                old = _aware(updated_at) <= now - timedelta(seconds=age)
+                if verdict is False or (verdict is None and old):
+                    count += _mark_interrupted(session, M, message_id, meta, now)
         if count:
             logger.warning("marked %d interrupted streaming message(s) as failed", count)
         return count
+
+    def mark_interrupted(self, stream_id: str) -> int:
+        """Mark the ``streaming`` message of ``stream_id`` (its producer was lost) failed."""
+        M = self.Message
+        now = utcnow()
+        rows = sa.select(M.id, M.meta).where(M.status == "streaming")
+        count = 0
+        with self.database.transaction() as session:
+            for message_id, meta in session.execute(rows).all():
+                if (meta or {}).get("stream_id") == stream_id:
+                    count += _mark_interrupted(session, M, message_id, meta, now)
+        return count
+
+
+def _aware(value: datetime) -> datetime:
+    """A naive timestamp (SQLite drops the zone) read as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _producer_alive(alive: Callable[[str], bool | None] | None, stream_id: Any) -> bool | None:
+    if alive is None or not isinstance(stream_id, str):
+        return None
+    try:
+        return alive(stream_id)
+    except Exception:  # the store is down: fall back to the age
+        logger.warning("could not ask the stream store about %s", stream_id, exc_info=True)
+        return None
+
+
+def _mark_interrupted(session: Session, M: Any, message_id: Any, meta: Any, now: datetime) -> int:
+    meta = {
+        **(meta or {}),
+        "finish_reason": "error",
+        "reason": "interrupted",
+        "error": {
+            "type": "interrupted",
+            "message": "The server stopped while this answer was streaming.",
+        },
+    }
+    result = session.execute(
+        sa.update(M)
+        .where(M.id == message_id, M.status == "streaming")
+        .values(status="failed", meta=meta, updated_at=now)
+    )
+    return int(cast("sa.CursorResult[Any]", result).rowcount)

@@ -50,6 +50,10 @@ class PersistObserver:
             **answer_tool_meta(generation.answer),
             "finish_reason": generation.finish_reason,
         }
+        if generation.usage is not None:  # settled on every ending, estimated if need be
+            meta["usage"] = generation.usage
+        if generation.cost is not None:
+            meta["cost"] = generation.cost
         reason = generation.abort_reason
         if generation.status == "failed":
             self.message.fail(reason or "error", error=generation.error, meta=meta)

@@ -136,6 +136,8 @@ class HTTPTransport:
         self.config = config
         self.provider = provider
         self.sleep: Callable[[float], None] = time.sleep
+        #: Called before each retry's wait (e.g. to count retries); hooks must be quick.
+        self.on_retry: list[Callable[[], None]] = []
         self._secrets = tuple(s for s in secrets if s)
         self.session = requests.Session()
         # pool_block=False: past pool_size, extra connections open and are dropped after use.
@@ -224,6 +226,8 @@ class HTTPTransport:
                 config.max_retries,
                 wait,
             )
+            for hook in self.on_retry:
+                hook()
             self.sleep(wait)
             attempt += 1
 

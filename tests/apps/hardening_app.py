@@ -8,7 +8,8 @@ Config comes from ``APP_*`` env vars (JSON), as in ``server_app.py``, plus:
   decorator that wants an ``X-Login`` header (``AI_SSE_REGISTER_BLUEPRINT=False``).
 
 The owner is the ``X-User`` header; ``X-User: !401`` / ``!403`` make the hook abort.
-``/custom/<case>`` serves custom streams that go wrong mid-stream.
+``/custom/<case>`` serves custom streams that go wrong mid-stream. Every answer names
+the worker that served it in ``X-Worker-Pid``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             yield ServerSentEvent({"n": 3}, event="tick", id="3")
 
         return ai.event_stream(events())
+
+    @app.after_request
+    def worker_pid(response: Response) -> Response:
+        response.headers["X-Worker-Pid"] = str(os.getpid())  # which worker answered
+        return response
 
     @app.get("/pid")
     def pid() -> dict[str, int]:

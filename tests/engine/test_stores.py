@@ -243,9 +243,7 @@ def test_a_black_hole_fails_waiting_reads_instead_of_hanging(make_redis_store, r
     target = urlsplit(redis_url)
     proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 6379))
     try:
-        store = make_redis_store(
-            f"{proxy.url}{target.path}?socket_timeout=0.5", max_block=0.5, connect_timeout=0.5
-        )
+        store = make_redis_store(f"{proxy.url}{target.path}?socket_timeout=0.5")
         store.create("s", {})
         store.append("s", [b"a"])
         failures: list[BaseException] = []

@@ -146,8 +146,10 @@ def test_redis_slots_are_atomic_and_leased(redis_url):
         slot.release()  # type: ignore[attr-defined]
         slot.release()  # type: ignore[attr-defined]  # idempotent
     assert two.count("k") == 0
-    short = RedisSlots(redis_url, 1, lease=1)  # a worker that died: its lease runs out
-    assert short.take("dead") is not None and short.take("dead") is None
+    dead = RedisSlots(redis_url, 1, lease=1)  # a worker that died: its lease runs out
+    short = RedisSlots(redis_url, 1, lease=1)
+    assert dead.take("dead") is not None and short.take("dead") is None
+    dead.close()  # nobody renews its slot any more
     wait_until(lambda: short.take("dead") is not None, timeout=3)  # the lease is 1 s: 3x that
     for slots in (one, two, short):
         slots.close()

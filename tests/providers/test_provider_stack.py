@@ -82,6 +82,7 @@ def test_stream(stack: Stack) -> None:
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.total_tokens,
+        "estimated": False,
     }
     assert result.ended
     sent = json.dumps(mock.last_request.json)
