@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from flask_ai_sse._ui_messages import ui_message
 from flask_ai_sse.errors import ValidationError
@@ -22,7 +23,8 @@ KEY = "sk-test-chat-tools-0123"
 
 
 @pytest.fixture(scope="module")
-def stack(module_gunicorn: Any) -> Iterator[tuple[OpenAIMock, str]]:
+def stack(module_gunicorn: Any, tmp_path_factory: Any) -> Iterator[tuple[OpenAIMock, str]]:
+    db = tmp_path_factory.mktemp("chat-tools") / "chat.db"
     with OpenAIMock(api_key=KEY) as mock:
         server = module_gunicorn(
             {
@@ -32,6 +34,7 @@ def stack(module_gunicorn: Any) -> Iterator[tuple[OpenAIMock, str]]:
                 "AI_SSE_MAX_RETRIES": 0,
                 "AI_SSE_READ_TIMEOUT": 5,
                 "AI_SSE_TOOLS": ["get_order", "pick_color"],
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db}",
             },
             app="tests.apps.tools_app:create_app()",
         )
@@ -81,6 +84,51 @@ def test_use_chat_client_tool_round_trip(stack: tuple[OpenAIMock, str]) -> None:
     assert third[3]["content"] == "Which color?"
     assert third[3]["tool_calls"][0]["function"]["name"] == "pick_color"
     assert third[4] == {"role": "tool", "tool_call_id": "call_c", "content": '{"color": "red"}'}
+
+
+@pytest.mark.server
+def test_a_stored_chat_takes_the_client_tool_result(stack: tuple[OpenAIMock, str]) -> None:
+    """With ``conversation_id`` the stored conversation is the history: of the resent
+    assistant message only the client's results are new (the JSON ``DefaultChatTransport``
+    posts after ``addToolResult``)."""
+    mock, url = stack
+    mock.requests.clear()
+    cid = requests.post(f"{url}/ai/conversations", json={}, timeout=5).json()["id"]
+    call = MockToolCall("pick_color", {"hint": "warm"}, id="call_k")
+    mock.script(
+        MockReply(text="Which?", tool_calls=[call], finish_reason="tool_calls"),
+        MockReply(text="Red it is."),
+    )
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Pick"}]}
+    body = {"id": "stored-chat", "messages": [user], "trigger": "submit-message"}
+    first = requests.post(f"{url}/ai/chat", json={**body, "conversation_id": cid}, timeout=10)
+    assert '"finishReason":"tool-calls"' in first.text
+    assistant = {
+        "id": "a1",
+        "role": "assistant",
+        "parts": [
+            {"type": "step-start"},
+            {"type": "text", "text": "Which?", "state": "done"},
+            {
+                "type": "tool-pick_color",
+                "toolCallId": "call_k",
+                "state": "output-available",
+                "input": {"hint": "warm"},
+                "output": "red",
+            },
+        ],
+    }
+    again = {**body, "messages": [user, assistant], "messageId": "a1", "conversation_id": cid}
+    second = requests.post(f"{url}/ai/chat", json=again, timeout=10)
+    assert second.status_code == 200
+    chunks = [
+        json.loads(line[6:]) for line in second.text.splitlines() if line.startswith("data: {")
+    ]
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "Red it is."
+    sent = mock.requests[1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["tool_calls"][0]["id"] == "call_k"
+    assert sent[2] == {"role": "tool", "tool_call_id": "call_k", "content": "red"}
 
 
 def test_tool_parts_become_calls_and_results_step_by_step() -> None:
