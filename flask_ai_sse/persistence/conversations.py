@@ -22,7 +22,7 @@ from ..errors import NotFound, ValidationError
 from ._database import Database
 from .history import HistoryBudget, trim_history
 from .messages import MessageStream, MessageWriter
-from .models import ConversationMixin, MessageMixin, Models, utcnow
+from .models import ConversationMixin, MessageMixin, Models, message_order, utcnow
 from .replay import message_meta, replay
 from .turns import StoredTurn
 
@@ -159,7 +159,8 @@ class ConversationStore:
         M = self.Message
         with self.database.transaction() as session:
             self._get(session, conversation_id, self._owner(owner))
-            query = sa.select(M).where(M.conversation_id == conversation_id).order_by(M.id)
+            query = sa.select(M).where(M.conversation_id == conversation_id)
+            query = query.order_by(*message_order(M))
             return list(session.scalars(query))
 
     def conversation_with_messages(
@@ -169,7 +170,8 @@ class ConversationStore:
         M = self.Message
         with self.database.transaction() as session:
             conversation = self._get(session, conversation_id, self._owner(owner))
-            query = sa.select(M).where(M.conversation_id == conversation_id).order_by(M.id)
+            query = sa.select(M).where(M.conversation_id == conversation_id)
+            query = query.order_by(*message_order(M))
             return conversation, list(session.scalars(query))
 
     def _message(
@@ -290,11 +292,11 @@ class ConversationStore:
             M.conversation_id == conversation_id, M.status != "streaming"
         )
         system = session.execute(usable.where(M.role == "system").order_by(M.id)).all()
-        others = usable.where(M.role != "system").order_by(M.id.desc())
+        others = usable.where(M.role != "system").order_by(*message_order(M, descending=True))
         if self.budget.max_messages:
             others = others.limit(self.budget.max_messages)
         rows = [*system, *reversed(session.execute(others).all())]
-        # Tool calls, results and parts live in meta (see .replay).
+        # Tool calls, call ids and parts live in meta (see .replay).
         return [m for role, content, meta in rows for m in replay(role, content, meta)]
 
     def begin_turn(

@@ -43,6 +43,40 @@ class MessageWriter:
             )
         return bool(cast("sa.CursorResult[Any]", result).rowcount)
 
+    def insert_before(
+        self,
+        answer_id: int,
+        conversation_id: str,
+        message: Mapping[str, Any],
+        *,
+        clear_answer: bool = False,
+    ) -> int:
+        """Store a whole message that reads just before the answer ``answer_id`` (a tool
+        step's call or result, see :func:`.models.message_order`); ``clear_answer`` empties
+        the answer's partial text in the same transaction (it moved into this message)."""
+        M, C = self.models.message, self.models.conversation
+        now = utcnow()
+        row = M(
+            conversation_id=conversation_id,
+            role=message["role"],
+            content=message.get("content", ""),
+            status=message.get("status", "completed"),
+            meta={**message.get("meta", {}), "answer_id": answer_id},
+            created_at=now,
+            updated_at=now,
+        )
+        with self.database.transaction() as session:
+            session.add(row)
+            if clear_answer:
+                session.execute(
+                    sa.update(M)
+                    .where(M.id == answer_id, M.status == "streaming")
+                    .values(content="", updated_at=now)
+                )
+            session.execute(sa.update(C).where(C.id == conversation_id).values(updated_at=now))
+            session.flush()
+            return row.id
+
     def write_end(
         self, message_id: int, conversation_id: str, status: str, content: str, meta: dict[str, Any]
     ) -> bool:
@@ -127,6 +161,21 @@ class MessageStream:
         self._last_write = self._clock()
         self._written_chunks = self._chunks
         self.writer.write_partial(self.id, self.text)
+
+    def insert_before(self, message: Mapping[str, Any], *, take_text: bool = False) -> int:
+        """Store a whole message (``role``, ``content``, ``status``, ``meta``) that reads
+        just before this one: a tool step's call or result.
+
+        ``take_text``: the text so far is that message's (a tool step's text, said
+        before its calls); it moves out of this one, which goes on with what follows.
+        """
+        if take_text:
+            message = {**message, "content": self.text}
+            self._parts.clear()
+            self._written_chunks = self._chunks
+        return self.writer.insert_before(
+            self.id, self.conversation_id, message, clear_answer=take_text
+        )
 
     def stats(self) -> dict[str, Any]:
         """The stream figures of ``meta``, as measured by this object."""

@@ -133,6 +133,18 @@ class MessageMixin:
         return f"<Message {self.id!r} {self.role} {self.status}>"
 
 
+def message_order(M: type[MessageMixin], *, descending: bool = False) -> list[Any]:
+    """A conversation's messages in reading order.
+
+    By id, except that the rows of a stream's tool steps (``meta.answer_id``: the
+    answer they belong to, created before them) read just before that answer:
+    user, assistant calls, tool results, ..., answer.
+    """
+    anchor = M.meta["answer_id"].as_integer()
+    keys: list[Any] = [sa.func.coalesce(anchor, M.id), anchor.is_(None), M.id]
+    return [k.desc() for k in keys] if descending else keys
+
+
 @dataclass(frozen=True)
 class Models:
     """The concrete model classes of one ``(db, prefix)``."""
@@ -170,7 +182,7 @@ def define_models(db: Any, prefix: str) -> Models:
         messages: Mapped[list[MessageMixin]] = relationship(
             lambda: message_cls,
             back_populates="conversation",
-            order_by=lambda: message_cls.id,
+            order_by=lambda: message_order(message_cls),
             cascade="all, delete-orphan",
             passive_deletes=True,
         )

@@ -1,19 +1,19 @@
 """Tool calls, tool results and parts in stored messages, and back. Pure code, no database.
 
-A stored message keeps its text in ``content`` and the rest in ``meta``:
+Every message upstream is its own row: a stored message keeps its text in
+``content`` and the rest in ``meta``:
 
-* a ``tool`` message: ``meta["tool_call_id"]``;
-* a message with parts (images): ``meta["parts"]``, its text parts also in ``content``;
-* an answer whose stream ran tools: ``meta["tool_turns"]``, one per step that called
-  tools (``{"content", "tool_calls", "results"}``), and ``meta["tool_calls"]`` when
-  its last step called tools the client runs. ``content`` is all the text the
-  user saw; the last step's text is what follows the turns' text.
+* an assistant message that called tools: ``meta["tool_calls"]`` (ids, names,
+  decoded arguments), its ``content`` the text said before the calls;
+* a ``tool`` message: ``meta["tool_call_id"]`` and ``meta["name"]``, the result (or
+  ``{"error": ...}``) as ``content``;
+* a message with parts (images): ``meta["parts"]``, its text parts also in ``content``.
 
-:func:`replay` turns a stored message back into the messages a provider needs
-(assistant ``tool_calls``, then one ``tool`` message per result), and
-:func:`pair_tool_calls` drops calls that have no result and results that have no
-call (a stream cancelled during a tool, a client that never answered), which
-every provider would refuse.
+A stream that runs tools writes each step's call row and each result row as the
+step loop produces them (see :class:`.turns.PersistObserver`), before its answer
+row in reading order. :func:`replay` turns a row back into the message a provider
+needs, and :func:`pair_tool_calls` drops calls that have no result and results
+that have no call (a client that never answered), which every provider would refuse.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ..chunks import AnswerBuilder, Message, text_of
+from ..chunks import Message, text_of
+
+#: The error a tool row stores when its stream ended before the tool did.
+UNFINISHED = {"type": "cancelled", "message": "The stream ended before the tool finished."}
 
 
 def message_meta(message: Message) -> dict[str, Any]:
@@ -37,25 +40,30 @@ def message_meta(message: Message) -> dict[str, Any]:
     return meta
 
 
-def answer_tool_meta(answer: AnswerBuilder) -> dict[str, Any]:
-    """What an answer that used tools keeps in ``meta`` (nothing when it used none)."""
-    meta: dict[str, Any] = {}
-    if answer.turns:
-        meta["tool_turns"] = answer.turns
-    if answer.calls and answer.finish_reason == "tool_calls":
-        meta["tool_calls"] = answer.calls
-    return meta
-
-
-def _result_content(result: Mapping[str, Any]) -> str:
+def result_content(result: Mapping[str, Any]) -> str:
+    """A tool result as a ``tool`` message's content: the value's JSON (a string as it
+    is), or ``{"error": ...}``, exactly as the step loop sent it upstream."""
     if "error" in result:
         return json.dumps({"error": result["error"]})
     value = result.get("result")
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def call_row(text: str, calls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The stored form of a step's assistant message that called ``calls``."""
+    return {"role": "assistant", "content": text, "meta": {"tool_calls": list(calls)}}
+
+
+def result_row(result: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
+    """The stored form of one tool result (``{"id", "name", "result"|"error"}``)."""
+    meta: dict[str, Any] = {"tool_call_id": result["id"], "name": result.get("name")}
+    if "error" in result:
+        meta["error"] = result["error"]
+    return {"role": "tool", "content": result_content(result), "status": status, "meta": meta}
+
+
 def replay(role: str, content: str, meta: Mapping[str, Any] | None) -> list[Message]:
-    """A stored message as the messages it stands for upstream."""
+    """A stored message as the message it stands for upstream (none when it is empty)."""
     meta = meta or {}
     if role == "tool":
         return [
@@ -68,27 +76,12 @@ def replay(role: str, content: str, meta: Mapping[str, Any] | None) -> list[Mess
                 },
             )
         ]
-    out: list[Message] = []
-    rest = content
-    for turn in meta.get("tool_turns") or ():
-        text = str(turn.get("content") or "")
-        rest = rest[len(text) :] if rest.startswith(text) else rest
-        out.append(
-            cast(Message, {"role": "assistant", "content": text, "tool_calls": turn["tool_calls"]})
-        )
-        out += [
-            cast(
-                Message,
-                {"role": "tool", "tool_call_id": r["id"], "content": _result_content(r)},
-            )
-            for r in turn.get("results") or ()
-        ]
-    message: dict[str, Any] = {"role": role, "content": meta.get("parts") or rest}
+    message: dict[str, Any] = {"role": role, "content": meta.get("parts") or content}
     if meta.get("tool_calls"):
         message["tool_calls"] = meta["tool_calls"]
     if message["content"] or "tool_calls" in message:
-        out.append(cast(Message, message))
-    return out
+        return [cast(Message, message)]
+    return []
 
 
 def pair_tool_calls(messages: Sequence[Message]) -> list[Message]:

@@ -351,3 +351,34 @@ def test_ask_with_a_conversation_is_stored_too(make_db_app: Make) -> None:
     assert messages[3]["meta"]["finish_reason"] == "stop" and "stream_id" not in messages[3]["meta"]
     other = client.post("/ai/ask", json=body, headers={"X-Owner": "bob"})
     assert other.status_code == 404
+
+
+def test_rows_inserted_before_a_streaming_answer_read_before_it(make_db_app: Make) -> None:
+    """A tool step's rows come after the answer row in ids and before it in every reading."""
+    app, ai, _ = make_db_app()
+    with app.test_request_context(headers=OWNER):
+        cid = ai.conversations.create().id
+        answer, _ = ai.conversations.start_turn(cid, [{"role": "user", "content": "Hi"}])
+        answer.append("Let me look.")
+        calls = [{"id": "c1", "name": "look", "arguments": {}}]
+        step = {"role": "assistant", "meta": {"tool_calls": calls}}
+        step_id = answer.insert_before(step, take_text=True)
+        tool = {"role": "tool", "content": "found", "meta": {"tool_call_id": "c1"}}
+        tool_id = answer.insert_before(tool)
+        answer.append("Found it.")
+        answer.complete()
+        assert answer.id < step_id < tool_id
+        expected = [
+            ("user", "Hi"),
+            ("assistant", "Let me look."),
+            ("tool", "found"),
+            ("assistant", "Found it."),
+        ]
+        rows = ai.conversations.messages(cid)
+        assert [(m.role, m.content) for m in rows] == expected
+        assert rows[1].meta == {"tool_calls": calls, "answer_id": answer.id}
+        conversation = ai.db.session.get(ai.Conversation, cid)
+        assert [(m.role, m.content) for m in conversation.messages] == expected
+        history = ai.conversations.history(cid)
+        assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+        assert history[1]["tool_calls"] == calls and history[2]["tool_call_id"] == "c1"

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_ai_sse.chunks import AnswerBuilder, Chunk
 from flask_ai_sse.persistence import HistoryBudget, trim_history
-from flask_ai_sse.persistence.replay import answer_tool_meta, message_meta, pair_tool_calls, replay
+from flask_ai_sse.persistence.replay import (
+    call_row,
+    message_meta,
+    pair_tool_calls,
+    replay,
+    result_row,
+)
 
 CALL = {"id": "c1", "name": "get_order", "arguments": {"order_id": "A1"}}
 
@@ -15,41 +20,33 @@ def m(role: str, content: str, **extra: Any) -> Any:
     return {"role": role, "content": content, **extra}
 
 
-def test_an_answer_with_tool_steps_is_stored_and_replayed() -> None:
-    answer = AnswerBuilder(model="m", provider="p")
-    for chunk in [
-        Chunk("step", data={"step": 1}),
-        Chunk("text", "Looking. "),
-        Chunk("tool_call_end", data=CALL),
-        Chunk("tool_result", data={"id": "c1", "name": "get_order", "result": {"ok": True}}),
-        Chunk("step", data={"step": 2}),
-        Chunk("text", "Shipped."),
-        Chunk.finish("stop"),
-    ]:
-        answer.add(chunk)
-    meta = answer_tool_meta(answer)
-    assert meta == {
-        "tool_turns": [
-            {
-                "content": "Looking. ",
-                "tool_calls": [CALL],
-                "results": [{"id": "c1", "name": "get_order", "result": {"ok": True}}],
-            }
-        ]
+def test_a_tool_step_is_stored_as_rows_and_replayed() -> None:
+    calls = call_row("Looking. ", [CALL])
+    assert calls == {"role": "assistant", "content": "Looking. ", "meta": {"tool_calls": [CALL]}}
+    ok = result_row({"id": "c1", "name": "get_order", "result": {"ok": True}})
+    assert ok == {
+        "role": "tool",
+        "content": '{"ok": true}',
+        "status": "completed",
+        "meta": {"tool_call_id": "c1", "name": "get_order"},
     }
-    assert replay("assistant", answer.text, meta) == [
+    failed = result_row({"id": "c2", "name": "boom", "error": {"type": "tool_error"}}, "failed")
+    assert failed["content"] == '{"error": {"type": "tool_error"}}'
+    assert failed["meta"]["error"] == {"type": "tool_error"}
+    assert [
+        *replay("assistant", calls["content"], calls["meta"]),
+        *replay("tool", ok["content"], ok["meta"]),
+        *replay("assistant", "Shipped.", {"answer_id": 3}),
+    ] == [
         m("assistant", "Looking. ", tool_calls=[CALL]),
         m("tool", '{"ok": true}', tool_call_id="c1"),
         m("assistant", "Shipped."),
     ]
+    assert replay("assistant", "", {"finish_reason": "cancelled"}) == []  # nothing said
 
 
 def test_client_tool_calls_are_kept_for_the_next_turn() -> None:
-    answer = AnswerBuilder(model="m", provider="p")
-    for chunk in [Chunk("step"), Chunk("tool_call_end", data=CALL), Chunk.finish("tool_calls")]:
-        answer.add(chunk)
-    meta = answer_tool_meta(answer)
-    assert meta == {"tool_calls": [CALL]}
+    meta = {"tool_calls": [CALL]}  # an answer that ended asking the client to run CALL
     assert replay("assistant", "", meta) == [m("assistant", "", tool_calls=[CALL])]
     tool = m("tool", "blue", tool_call_id="c1")
     assert message_meta(tool) == {"tool_call_id": "c1"}
@@ -195,4 +192,16 @@ def test_ask_with_tools_and_a_conversation_stores_the_tool_turn(tmp_path: Any) -
         m("tool", "8", tool_call_id="d1"),
         m("assistant", "Eight."),
         m("user", "Sure?"),
+    ]
+    with app.test_request_context():
+        rows = [
+            (r.role, r.content, r.meta.get("tool_call_id")) for r in ai.conversations.messages(cid)
+        ]
+    assert rows == [
+        ("user", "Double 4?", None),
+        ("assistant", "", None),
+        ("tool", "8", "d1"),
+        ("assistant", "Eight.", None),
+        ("user", "Sure?", None),
+        ("assistant", "Yes.", None),
     ]

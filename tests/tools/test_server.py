@@ -534,7 +534,11 @@ def test_a_persisted_tool_conversation_is_replayed_on_the_next_turn(stack: Stack
             ("assistant", "It has shipped."),
             ("user", "Thanks!"),
         ]
-    stored = requests.get(f"{stack.url}/ai/conversations/{cid}", timeout=5).json()
-    answer = stored["messages"][1]
-    assert answer["content"] == "Checking.It has shipped."
-    assert answer["meta"]["tool_turns"][0]["tool_calls"][0]["id"] == call_id
+    stored = requests.get(f"{stack.url}/ai/conversations/{cid}", timeout=5).json()["messages"]
+    assert [(m["role"], m["content"]) for m in stored[:4]] == [
+        ("user", "Where is A-1?"),
+        ("assistant", "Checking."),
+        ("tool", json.dumps({"order_id": "A-1", "status": "shipped"})),
+        ("assistant", "It has shipped."),
+    ]
+    assert stored[1]["meta"]["tool_calls"][0]["id"] == stored[2]["meta"]["tool_call_id"] == call_id

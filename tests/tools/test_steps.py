@@ -343,7 +343,7 @@ def test_ask_runs_tools_and_sums_usage():
 
 
 def test_stream_iterator_and_task_take_tools():
-    app, ai, _ = make([FakeReply(text="", tool_calls=[FakeToolCall("one", {})]), "done"])
+    app, ai, fake = make([FakeReply(text="", tool_calls=[FakeToolCall("one", {})]), "done"])
 
     @ai.tool
     def one() -> int:
@@ -352,12 +352,12 @@ def test_stream_iterator_and_task_take_tools():
     with app.test_request_context():
         kinds = [c.kind for c in ai.stream("x", tools=["one"])]
         assert "tool_result" in kinds and kinds.count("step") == 2
-        ai.state().provider.script = [
+        fake.script = [
             FakeReply(text="", tool_calls=[FakeToolCall("one")]),
             FakeReply(text="ok"),
         ]
         answer = ai.task().prompt("x").tools("one").tool_choice("required").ask()
-        requests = ai.state().provider.requests
+        requests = fake.requests
     assert answer.steps == 2
     # a forced call is asked once: the next step lets the model answer
     assert [r.tool_choice for r in requests[-2:]] == ["required", "auto"]
