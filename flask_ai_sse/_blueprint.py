@@ -15,7 +15,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from ._guards import Guards, install_cors, install_cross_site_check
 from ._protocol_routes import add_protocol_routes, requested_protocol
 from ._request import read_json_body, requested_event_id
-from ._toolrun import route_tools
+from ._toolrun import route_steps, route_tools
 from ._validation import validate_body, validate_query
 from .chunks import ChatRequest
 from .engine import Observer
@@ -93,8 +93,9 @@ def create_blueprint(ai: AISSE, *, decorators: Sequence[View] = ()) -> Blueprint
 
     def offered(chat: ChatRequest) -> ChatRequest:
         """Only the tools named in ``AI_SSE_TOOLS`` reach a route's client."""
-        names = ai.state().settings.tools.names
-        chat.requested_tools = route_tools(chat.requested_tools, names)
+        settings = ai.state().settings.tools
+        chat.requested_tools = route_tools(chat.requested_tools, settings.names)
+        chat.max_steps = route_steps(chat.max_steps, settings.max_steps)
         return chat
 
     @route("/stream", ["POST"], spends=True, resumable=True)

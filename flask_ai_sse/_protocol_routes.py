@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response, jsonify, request
 
+from ._openai_body import completion_params
 from ._request import read_json_body, requested_event_id
+from ._toolrun import route_steps, route_tools
+from ._ui_messages import ui_messages
 from ._validation import MAX_ID_CHARS, Limits, validate
 from .chunks import ChatRequest
 from .errors import AISSEError, NotFound, ValidationError
@@ -55,40 +58,15 @@ def requested_protocol() -> str | None:
 # -- useChat ------------------------------------------------------------------------------
 
 
-def _ui_text(message: Mapping[str, Any], index: int) -> str:
-    """The text of a UIMessage: its text parts joined (reasoning, steps, tools skipped)."""
-    parts = message.get("parts")
-    if parts is None and isinstance(message.get("content"), str):  # older AI SDK messages
-        return str(message["content"])
-    if not isinstance(parts, list):
-        raise ValidationError(
-            f"messages[{index}].parts must be a list.", type="invalid_type", field="messages"
-        )
-    texts = []
-    for part in parts:
-        if not isinstance(part, Mapping):
-            raise ValidationError(
-                f"messages[{index}].parts must hold objects.", type="invalid_type", field="messages"
-            )
-        if part.get("type") == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise ValidationError(
-                    f"messages[{index}] has a text part without text.",
-                    type="invalid_type",
-                    field="messages",
-                )
-            texts.append(text)
-    return "".join(texts)
-
-
 def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, ChatRequest]:
     """``(chat id, parameters)`` from a ``DefaultChatTransport`` body.
 
     Besides ``id`` and ``messages``, the fields of ``POST /stream`` (``system``,
-    ``model``, ``temperature``, ``max_tokens``, ``conversation_id``) may come in the
-    transport's ``body``. With a ``conversation_id`` the stored conversation is the
-    history: only the user's new messages (those after the last answer) are taken.
+    ``model``, ``temperature``, ``max_tokens``, ``conversation_id``, ``tools``,
+    ``max_steps``) may come in the transport's ``body``. With a ``conversation_id`` the
+    stored conversation is the history: only the user's new messages (those after the
+    last answer) are taken, or the client tools' results when the last message is the
+    answer that asked for them.
     """
     if not isinstance(body, Mapping):
         raise ValidationError("The JSON body must be an object.", type="invalid_body")
@@ -102,17 +80,21 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise ValidationError("'messages' must be a list.", type="invalid_type", field="messages")
-    converted = []
-    for i, message in enumerate(messages[: limits.max_messages + 1]):
-        if not isinstance(message, Mapping):
-            raise ValidationError(
-                f"messages[{i}] must be a UIMessage object.", type="invalid_type", field="messages"
-            )
-        converted.append({"role": message.get("role"), "content": _ui_text(message, i)})
+    each = ui_messages(messages, limits.max_messages)
     conversation_id = body.get("conversation_id")
-    if conversation_id is not None:
-        answered = [i for i, m in enumerate(converted) if m["role"] == "assistant"]
-        converted = converted[answered[-1] + 1 :] if answered else converted
+    if conversation_id is not None and each:
+        # The stored conversation has the answers; after the last one come the user's
+        # new messages or, when it asked for client tools, their results.
+        answered = [i for i, m in enumerate(messages[: len(each)]) if _role(m) == "assistant"]
+        if answered and answered[-1] == len(each) - 1:
+            last = each[-1]
+            start = len(last)
+            while start and last[start - 1]["role"] == "tool":
+                start -= 1
+            each = [last[start:]]
+        elif answered:
+            each = each[answered[-1] + 1 :]
+    converted = [m for group in each for m in group]
     params = validate(
         messages=converted,
         conversation_id=conversation_id,
@@ -120,11 +102,17 @@ def chat_params(body: Any, limits: Limits, default_model: str) -> tuple[str, Cha
         model=body.get("model"),
         temperature=body.get("temperature"),
         max_tokens=body.get("max_tokens"),
+        tools=body.get("tools"),
+        max_steps=body.get("max_steps"),
         limits=limits,
         default_model=default_model,
         restrict_model=True,
     )
     return chat_id, params
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, Mapping) else None
 
 
 def _pointer_id(owner: str | None, chat_id: str) -> str:
@@ -163,90 +151,12 @@ def _ignore(signal: str) -> None:
 
 # -- OpenAI -------------------------------------------------------------------------------
 
-_OPENAI_ROLES = {
-    "system": "system",
-    "developer": "system",
-    "user": "user",
-    "assistant": "assistant",
-}
-
-
-def _openai_content(content: Any, index: int) -> Any:
-    """A message's content as text: a string, or text parts joined; anything else is a 400."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if not isinstance(content, list):
-        return content  # validate() says what is wrong
-    texts: list[str] = []
-    for part in content:
-        if not isinstance(part, Mapping) or part.get("type") != "text":
-            raise ValidationError(
-                f"messages[{index}].content: only text parts are supported here.",
-                type="unsupported_content",
-                field="messages",
-            )
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise ValidationError(
-                f"messages[{index}].content has a text part without text.",
-                type="invalid_type",
-                field="messages",
-            )
-        texts.append(text)
-    return "".join(texts)
-
-
-def completion_params(
-    body: Any, limits: Limits, default_model: str
-) -> tuple[ChatRequest, bool, bool]:
-    """``(parameters, stream, include_usage)`` from a Chat Completions request body."""
-    if not isinstance(body, Mapping):
-        raise ValidationError("The JSON body must be an object.", type="invalid_body")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise ValidationError("'messages' must be a list.", type="invalid_type", field="messages")
-    converted = []
-    for i, message in enumerate(messages[: limits.max_messages + 1]):
-        if not isinstance(message, Mapping):
-            raise ValidationError(
-                f"messages[{i}] must be an object.", type="invalid_type", field="messages"
-            )
-        role = message.get("role")
-        role = _OPENAI_ROLES.get(role, role) if isinstance(role, str) else role
-        converted.append({"role": role, "content": _openai_content(message.get("content"), i)})
-    if body.get("tools"):
-        raise ValidationError(
-            "'tools' is not supported on this route yet.", type="unsupported", field="tools"
-        )
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise ValidationError("Only 'n': 1 is supported.", type="out_of_range", field="n")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValidationError("'stream' must be a boolean.", type="invalid_type", field="stream")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, Mapping):
-        raise ValidationError(
-            "'stream_options' must be an object.", type="invalid_type", field="stream_options"
-        )
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
-    params = validate(
-        messages=converted,
-        model=body.get("model"),
-        temperature=body.get("temperature"),
-        max_tokens=max_tokens,
-        limits=limits,
-        default_model=default_model,
-        restrict_model=True,
-    )
-    return params, stream, bool(options.get("include_usage"))
-
 
 def openai_error(error: AISSEError) -> Response:
     """OpenAI's error object, with our status and headers (``Retry-After``)."""
-    response = jsonify(error_body(error.to_dict()))
+    body = error_body(error.to_dict())
+    body["error"]["param"] = (error.details or {}).get("field")  # the field at fault
+    response = jsonify(body)
     response.status_code = error.status
     response.headers.update(error.headers)
     return response
@@ -263,7 +173,9 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         state = ai.state()
         limits = state.settings.limits
         chat_id, params = chat_params(read_json_body(limits), limits, state.provider.model)
-        params.requested_tools = list(state.settings.tools.names)  # AI_SSE_TOOLS, as /stream
+        # AI_SSE_TOOLS, or the body's names within them, as /stream
+        params.requested_tools = route_tools(params.requested_tools, state.settings.tools.names)
+        params.max_steps = route_steps(params.max_steps, state.settings.tools.max_steps)
         owner = ai.current_owner()
         pointer = ChatPointer(state.engine.store, _pointer_id(owner, chat_id), owner)
         generation = ai.start_generation(
@@ -300,7 +212,7 @@ def add_protocol_routes(route: Route, ai: AISSE) -> None:
         limits = state.settings.limits
         try:
             params, stream, include_usage = completion_params(
-                read_json_body(limits), limits, state.provider.model
+                read_json_body(limits), limits, state.provider.model, state.settings.tools.names
             )
             if not stream:
                 answer = ai.complete(params, state=state)

@@ -104,3 +104,12 @@ def route_tools(requested: list[Any] | None, allowed: Sequence[str]) -> list[Any
             f"Tool {outside[0]!r} is not offered here.", type="tool_not_allowed", field="tools"
         )
     return list(requested)
+
+
+def route_steps(requested: int | None, limit: int) -> int | None:
+    """A route client's ``max_steps``: at most ``AI_SSE_MAX_STEPS`` (a 400 above it)."""
+    if requested is not None and requested > limit:
+        raise ValidationError(
+            f"'max_steps' must be between 1 and {limit}.", type="out_of_range", field="max_steps"
+        )
+    return requested

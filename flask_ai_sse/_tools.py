@@ -299,7 +299,12 @@ class ToolRegistry:
     def __init__(self) -> None:
         self.tools: dict[str, Tool] = {}
 
-    def register(self, tool: Tool) -> Tool:
+    def register(self, tool: Tool | Mapping[str, Any]) -> Tool:
+        """Add a tool; a ``{"name", "description", "parameters"}`` dict is a *client*
+        tool, which :data:`AI_SSE_TOOLS` may then offer on the routes (``useChat``'s
+        client-side tools)."""
+        if isinstance(tool, Mapping):
+            tool = self._one(tool)
         known = self.tools.get(tool.name)
         if known is not None and known.function is not tool.function:
             raise ConfigurationError(f"A tool named {tool.name!r} is already registered.")

@@ -41,6 +41,7 @@ from .errors import ConfigurationError, ValidationError
 
 MAX_MODEL_CHARS = 200
 MAX_ID_CHARS = 128
+MAX_STEPS = 1000
 #: What model names look like across providers (``gpt-4o``, ``models/gemini-1.5-pro``,
 #: ``meta-llama/Llama-3-70b``, ``llama3:8b``, ``claude@20240229``). Anything else is
 #: refused: a model name ends up in URL paths (Gemini) and in logs.
@@ -228,6 +229,7 @@ def validate(
     tools: Any = None,
     tool_choice: Any = None,
     schema: Any = None,
+    max_steps: Any = None,
     limits: Limits,
     default_model: str,
     options: dict[str, Any] | None = None,
@@ -274,6 +276,8 @@ def validate(
         requested_tools=_tools(tools) if tools is not None else None,
         tool_choice=_tool_choice(tool_choice) if tool_choice is not None else None,
         schema=_schema(schema) if schema is not None else None,
+        # The routes bound it by AI_SSE_MAX_STEPS (flask_ai_sse._toolrun.route_steps).
+        max_steps=_integer("max_steps", max_steps, 1, MAX_STEPS) if max_steps is not None else None,
     )
 
 
@@ -289,9 +293,19 @@ BODY_FIELDS = (
     "tools",
     "tool_choice",
     "schema",
+    "max_steps",
 )
 #: The query parameters of ``GET /stream`` (``EventSource`` cannot send a body).
-QUERY_FIELDS = ("prompt", "system", "model", "temperature", "max_tokens", "conversation_id")
+QUERY_FIELDS = (
+    "prompt",
+    "system",
+    "model",
+    "temperature",
+    "max_tokens",
+    "conversation_id",
+    "tools",
+    "max_steps",
+)
 
 
 def validate_body(body: Any, limits: Limits, default_model: str) -> ChatRequest:
@@ -325,6 +339,7 @@ def validate_query(args: Any, limits: Limits, default_model: str) -> ChatRequest
             )
         values[name] = given[0] if given else None
     temperature, max_tokens = values["temperature"], values["max_tokens"]
+    tools, max_steps = values["tools"], values["max_steps"]
     return validate(
         limits=limits,
         default_model=default_model,
@@ -337,4 +352,7 @@ def validate_query(args: Any, limits: Limits, default_model: str) -> ChatRequest
         else None,
         max_tokens=int(_query_number("max_tokens", max_tokens, _QUERY_INT)) if max_tokens else None,
         conversation_id=values["conversation_id"],
+        # Comma-separated names; an empty value offers none.
+        tools=[name for name in tools.split(",") if name] if tools is not None else None,
+        max_steps=int(_query_number("max_steps", max_steps, _QUERY_INT)) if max_steps else None,
     )

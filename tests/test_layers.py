@@ -21,6 +21,8 @@ PURE = [
     "flask_ai_sse._parts",
     "flask_ai_sse._tools",
     "flask_ai_sse._steps",
+    "flask_ai_sse._openai_body",
+    "flask_ai_sse._ui_messages",
     "flask_ai_sse._cors",
     "flask_ai_sse._csrf",
     "flask_ai_sse._slots",

@@ -6,15 +6,23 @@ neutral event       chunk
 ``start``           ``delta: {"role": "assistant", "content": ""}``
 ``text``            ``delta: {"content": ...}``
 ``reasoning``       ``delta: {"reasoning_content": ...}`` (DeepSeek's field)
-``tool_call_delta`` ``delta: {"tool_calls": [{"index", "id", "type", "function"}]}``
-``tool_call``       the same, whole, unless its pieces were streamed
-``tool_result``     nothing: server-run tools are the server's business
+``tool_call_delta`` kept until the step ends (see below)
+``tool_call``       kept until the step ends
+``tool_result``     nothing; the call it answers is dropped: server-run tools are
+                    the server's business
 ``progress``        nothing
-``done``            ``delta: {}`` with ``finish_reason``; then, when asked with
-                    ``stream_options.include_usage``, a ``choices: []`` usage chunk
+``done``            with ``finish_reason`` ``tool_calls``: first the calls the client
+                    must run, ``delta: {"tool_calls": [{"index", "id", "type",
+                    "function": {"name", "arguments"}}]}`` one chunk per call, indexes
+                    from 0; then ``delta: {}`` with ``finish_reason``; then, when asked
+                    with ``stream_options.include_usage``, a ``choices: []`` usage chunk
 ``error``           ``data: {"error": {"message", "type", "param", "code"}}``
 ``end``             ``data: [DONE]``
 ==================  ==========================================================
+
+An OpenAI client runs every call it is shown, so a call is shown only once the
+stream is known to end for the client to run it (``finish_reason`` ``tool_calls``);
+calls the server ran (they have a ``tool_result``) never reach the client.
 
 The official Python SDK reads any blank line after an ``id`` as an event with
 empty data and fails to parse it: so this protocol sends no ``retry`` event and
@@ -87,8 +95,8 @@ class OpenAIEncoder(Encoder):
         self._created = int(created)
         self._usage = bool(include_usage)
         self._model = ""
-        self._calls: dict[str, int] = {}  # tool call id -> index, in order of appearance
-        self._streamed: set[str] = set()  # calls whose arguments came in pieces
+        # Calls not yet shown, in order: id -> [name, arguments text, streamed in pieces].
+        self._calls: dict[str, list[Any]] = {}
         self._by_index: dict[Any, tuple[str, str]] = {}
 
     @property
@@ -122,7 +130,7 @@ class OpenAIEncoder(Encoder):
         (their indexes) leave state, so nothing else is parsed."""
         for entry in entries:
             kind = entry.partition(b"\n")[0]
-            if kind in (b"start", b"tool_call_delta", b"tool_call"):
+            if kind in (b"start", b"tool_call_delta", b"tool_call", b"tool_result", b"done"):
                 self._chunks(*unpack(entry))
 
     def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
@@ -148,9 +156,16 @@ class OpenAIEncoder(Encoder):
         if kind == "reasoning":
             return [self._chunk({"reasoning_content": data["content"]})]
         if kind in ("tool_call_delta", "tool_call"):
-            return self._tool_call(kind, data)
+            self._tool_call(kind, data)
+            return []
+        if kind == "tool_result":
+            self._calls.pop(str(data.get("id")), None)  # the server ran it
+            return []
         if kind == "done":
-            out = [self._chunk({}, finish_reason(data.get("finish_reason")))]
+            reason = finish_reason(data.get("finish_reason"))
+            out = self._shown_calls() if reason == "tool_calls" else []
+            self._calls.clear()
+            out.append(self._chunk({}, reason))
             usage = data.get("usage")
             if self._usage and usage:
                 last = self._chunk({})
@@ -162,26 +177,33 @@ class OpenAIEncoder(Encoder):
             return [error_body(data)]
         return []  # tool_result, progress
 
-    def _tool_call(self, kind: str, data: Any) -> list[dict[str, Any]]:
+    def _tool_call(self, kind: str, data: Any) -> None:
         call_id, name = call_identity(self._by_index, data)
-        first = call_id not in self._calls
-        index = self._calls.setdefault(call_id, len(self._calls))
+        call = self._calls.setdefault(call_id, [name, "", False])
         arguments = data.get("arguments")
-        if kind == "tool_call":
-            if call_id in self._streamed:
-                return []
-            if not isinstance(arguments, str):
-                arguments = json_dumps(arguments if arguments is not None else {})
-        else:
-            self._streamed.add(call_id)
-            arguments = arguments or ""
-        call: dict[str, Any] = {"index": index}
-        if first:
-            call.update(id=call_id, type="function")
-            call["function"] = {"name": name, "arguments": arguments}
-        else:
-            call["function"] = {"arguments": arguments}
-        return [self._chunk({"tool_calls": [call]})]
+        if kind == "tool_call_delta":
+            call[1] += arguments or ""
+            call[2] = True
+        elif not call[2]:  # a whole call whose pieces were not streamed
+            call[1] = arguments if isinstance(arguments, str) else json_dumps(arguments or {})
+
+    def _shown_calls(self) -> list[dict[str, Any]]:
+        """The calls left for the client, as OpenAI streams them (index, id, function)."""
+        return [
+            self._chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": arguments},
+                        }
+                    ]
+                }
+            )
+            for index, (call_id, (name, arguments, _)) in enumerate(self._calls.items())
+        ]
 
 
 def completion(
@@ -196,10 +218,13 @@ def completion(
     reasoning: str = "",
 ) -> dict[str, Any]:
     """The non-streaming ``chat.completion`` object."""
-    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    # Only calls left for the client: those the server ran are its business (as streamed).
+    shown = tool_calls if finish_reason(finish) == "tool_calls" else ()
+    content = text if text or not shown else None
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if reasoning:
         message["reasoning_content"] = reasoning
-    if tool_calls:
+    if shown:
         message["tool_calls"] = [
             {
                 "id": str(call.get("id")),
@@ -211,7 +236,7 @@ def completion(
                     else json_dumps(call.get("arguments") or {}),
                 },
             }
-            for call in tool_calls
+            for call in shown
         ]
     body: dict[str, Any] = {
         "id": completion_id(stream_id),

@@ -2,7 +2,8 @@
 
 ``get_order`` answers at once, ``slow_lookup`` takes ``SLOW_SECONDS`` and then
 touches ``TOOL_MARKER`` (so a test knows it finished), ``boom`` raises, and
-``danger`` is registered but never listed in ``AI_SSE_TOOLS``. With
+``danger`` is registered but never listed in ``AI_SSE_TOOLS``; ``pick_color`` is a
+client tool (no function). With
 ``SQLALCHEMY_DATABASE_URI`` set, conversations persist (``AISSE(app, db=db)``).
 """
 
@@ -62,6 +63,15 @@ def create_app() -> Flask:
         if current_app.config["TOOL_MARKER"]:
             Path(current_app.config["TOOL_MARKER"]).write_text("danger ran")
         return "ran"
+
+    # A client tool the routes may offer (AI_SSE_TOOLS names it): useChat runs it.
+    ai.tools.register(
+        {
+            "name": "pick_color",
+            "description": "Ask the user to pick a color.",
+            "parameters": {"type": "object", "properties": {"hint": {"type": "string"}}},
+        }
+    )
 
     @app.post("/client-tool")
     def client_tool():  # type: ignore[no-untyped-def]

@@ -35,6 +35,29 @@ RICH = [
     END,
 ]
 
+#: A server tool runs (its call has a result), then the model calls two client tools
+#: (one streamed in pieces, one whole): the stream ends for the client to run them.
+CLIENT = [
+    pack("start", {"stream_id": STREAM_ID, "model": "m", "provider": "fake"}),
+    pack("tool_call_delta", {"index": 0, "id": "call_s", "name": "get_order", "arguments": "{}"}),
+    pack("tool_call", {"id": "call_s", "name": "get_order", "arguments": {}}),
+    pack("tool_result", {"id": "call_s", "name": "get_order", "result": "shipped"}),
+    pack("text", {"content": "Pick one."}),
+    pack("tool_call_delta", {"index": 0, "id": "call_c", "name": "pick", "arguments": '{"n":'}),
+    pack("tool_call_delta", {"index": 0, "id": None, "name": None, "arguments": "2}"}),
+    pack("tool_call", {"id": "call_c", "name": "pick", "arguments": {"n": 2}}),
+    pack("tool_call", {"id": "call_d", "name": "confirm", "arguments": {}}),
+    pack(
+        "done",
+        {
+            "finish_reason": "tool_calls",
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+            "model": "m",
+        },
+    ),
+    END,
+]
+
 #: Text, then an error.
 FAILED = [
     pack("start", {"stream_id": STREAM_ID, "model": "m", "provider": "fake"}),

@@ -10,10 +10,10 @@ from flask_ai_sse.protocols import END, PROTOCOLS, create_encoder, pack, pack_te
 from flask_ai_sse.sse import DONE, encode, iter_events
 
 from .decode import read
-from .script import CANCELLED, FAILED, RICH, STREAM_ID
+from .script import CANCELLED, CLIENT, FAILED, RICH, STREAM_ID
 
 GOLDEN = Path(__file__).parent / "golden"
-SCRIPTS = {"rich": RICH, "failed": FAILED, "cancelled": CANCELLED}
+SCRIPTS = {"rich": RICH, "client": CLIENT, "failed": FAILED, "cancelled": CANCELLED}
 OPTIONS = {"created": 1700000000, "include_usage": True}
 
 

@@ -245,9 +245,14 @@ def test_completions_stream_with_usage_last(app):
         ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "invalid_type"),
         ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "out_of_range"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
             400,
             "unsupported_content",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            400,
+            "invalid_part",
         ),
     ],
 )

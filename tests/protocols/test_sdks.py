@@ -13,7 +13,7 @@ import pytest
 
 from flask_ai_sse.protocols import create_encoder
 
-from .script import CANCELLED, FAILED, RICH, STREAM_ID
+from .script import CANCELLED, CLIENT, FAILED, RICH, STREAM_ID
 
 JS = Path(__file__).parent.parent / "js"
 ANSWER = "Streams in three formats, one generation."
@@ -78,6 +78,19 @@ def test_ai_sdk_builds_the_message_with_reasoning_tools_and_steps():
     ]
     assert message["metadata"]["usage"]["total_tokens"] == 12
     assert result["errors"] == []
+
+
+def test_ai_sdk_leaves_client_tool_calls_for_the_page():
+    """A server call with its output, then client calls awaiting ``addToolResult``."""
+    message = ai_sdk_reads(vercel(CLIENT))["message"]
+    tools = [
+        (p["type"], p["toolCallId"], p["state"]) for p in message["parts"] if "toolCallId" in p
+    ]
+    assert tools == [
+        ("tool-get_order", "call_s", "output-available"),
+        ("tool-pick", "call_c", "input-available"),
+        ("tool-confirm", "call_d", "input-available"),
+    ]
 
 
 def test_ai_sdk_reads_a_stream_cut_and_resumed_with_last_event_id():
