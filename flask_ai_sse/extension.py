@@ -275,9 +275,26 @@ class AISSE:
         return open_steps(self, state, request, whole=whole, abort=abort)
 
     @staticmethod
-    def _validate(state: AppState, **fields: Any) -> ChatRequest:
-        """The app's code asks: its limits apply, the model defaults to the provider's."""
-        return validate(limits=state.settings.limits, default_model=state.provider.model, **fields)
+    def _validate(
+        state: AppState,
+        *,
+        tools: Sequence[Any] | None = None,
+        tool_choice: str | None = None,
+        max_steps: int | None = None,
+        schema: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> ChatRequest:
+        """The app's code asks: its limits apply, the model defaults to the provider's, and
+        the tool arguments are kept on the request (resolved when it opens)."""
+        request = validate(
+            limits=state.settings.limits, default_model=state.provider.model, **fields
+        )
+        if tools is not None:
+            request.requested_tools = list(tools)
+        request.tool_choice = tool_choice
+        request.max_steps = max_steps
+        request.schema = schema
+        return request
 
     def ask_stream(
         self,
@@ -321,8 +338,11 @@ class AISSE:
             max_tokens=max_tokens,
             conversation_id=conversation_id,
             options=options,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_steps=max_steps,
+            schema=schema,
         )
-        _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.serve(request, state=state, protocol=protocol)
 
     def serve(
@@ -491,8 +511,11 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_steps=max_steps,
+            schema=schema,
         )
-        _with_tools(request, tools, tool_choice, max_steps, schema)
         return ChunkIterator(self._open(state, request))
 
     def ask(
@@ -521,8 +544,11 @@ class AISSE:
             temperature=temperature,
             max_tokens=max_tokens,
             options=options,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_steps=max_steps,
+            schema=schema,
         )
-        _with_tools(request, tools, tool_choice, max_steps, schema)
         return self.complete(request, state=state)
 
     def complete(self, request: ChatRequest, *, state: AppState | None = None) -> Answer:
@@ -583,18 +609,3 @@ class AISSE:
             flush_interval=flush_interval,
             send_watch=state.guards.send_watch,
         )
-
-
-def _with_tools(
-    request: ChatRequest,
-    tools: Sequence[Any] | None,
-    tool_choice: str | None,
-    max_steps: int | None,
-    schema: dict[str, Any] | None,
-) -> None:
-    """The Python API's tool arguments onto a validated request (resolved when opened)."""
-    if tools is not None:
-        request.requested_tools = list(tools)
-    request.tool_choice = tool_choice
-    request.max_steps = max_steps
-    request.schema = schema
