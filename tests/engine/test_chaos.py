@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import threading
 import time
@@ -22,9 +21,8 @@ import pytest
 import requests
 
 from flask_ai_sse.sse import ServerSentEvent, SSEDecoder
-from tests.apps.persist_app import SLOW_TEXT, create_app
+from tests.apps.persist_app import SLOW_TEXT
 
-from ..helpers import require_postgres
 from ..persistence.test_server import APP, call
 from .test_store_faults import worker_pids
 
@@ -103,95 +101,84 @@ class Client:
         return bool(self.events) and self.events[-1].data == "[DONE]"
 
 
-def test_chaos_every_client_ends_once_with_a_prefix_of_its_answer(gunicorn_server, own_redis):
+def test_chaos_every_client_ends_once_with_a_prefix_of_its_answer(
+    gunicorn_server, own_redis, stored_database
+):
     redis_server = own_redis()
-    database = {
-        "SQLALCHEMY_DATABASE_URI": require_postgres(),
-        "AI_SSE_TABLE_PREFIX": f"t{secrets.token_hex(4)}_",
+    settings = {
+        **stored_database,
+        "AI_SSE_STORE": redis_server.url(),
+        "AI_SSE_STORE_OUTAGE_BUDGET": 6,
+        "AI_SSE_REDIS_TIMEOUT": 0.5,
+        "AI_SSE_KEEPALIVE": 1,
+        "AI_SSE_DISCONNECT_GRACE": 10,
+        "AI_SSE_PERSIST_INTERVAL": 2,
+        "AI_SSE_PERSIST_EVERY": 1000,
+        # Hundreds of streams from one address here: no per-key connection cap.
+        "AI_SSE_MAX_CONNECTIONS_PER_KEY": None,
     }
-    app = create_app(database)
-    db = app.extensions["test_db"]
-    with app.app_context():
-        db.create_all()
-    try:
-        settings = {
-            **database,
-            "AI_SSE_STORE": redis_server.url(),
-            "AI_SSE_STORE_OUTAGE_BUDGET": 6,
-            "AI_SSE_REDIS_TIMEOUT": 0.5,
-            "AI_SSE_KEEPALIVE": 1,
-            "AI_SSE_DISCONNECT_GRACE": 10,
-            "AI_SSE_PERSIST_INTERVAL": 2,
-            "AI_SSE_PERSIST_EVERY": 1000,
-            # Hundreds of streams from one address here: no per-key connection cap.
-            "AI_SSE_MAX_CONNECTIONS_PER_KEY": None,
-        }
-        servers = [
-            gunicorn_server(settings, app=APP, extra_args=["--worker-connections", "2000"])
-            for _ in range(2)
+    servers = [
+        gunicorn_server(settings, app=APP, extra_args=["--worker-connections", "2000"])
+        for _ in range(2)
+    ]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        cids = list(pool.map(lambda n: create(servers[n % 2]), range(STREAMS)))
+    clients = [Client(servers, n % 2, cid) for n, cid in enumerate(cids)]
+    threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    deadline = started + 30
+    while not all(c.events or c.error for c in clients) and time.monotonic() < deadline:
+        time.sleep(0.1)  # every stream started: the faults come mid-stream
+    assert [c.error for c in clients if c.error] == []
+    assert all(c.events for c in clients), "streams did not start"
+    started = time.monotonic()
+
+    time.sleep(1)  # the chaos timeline, not assertions
+    for pid in worker_pids(servers[0].proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(1)
+    redis_server.restart(down_for=1.0)
+    time.sleep(1.5)
+    redis_server.pause()
+    time.sleep(2)
+    redis_server.resume()
+
+    for thread in threads:
+        thread.join(timeout=max(1.0, started + BOUND - time.monotonic()))
+    assert [(c.first, c.error) for c in clients if c.error] == []
+    assert all(not t.is_alive() for t in threads), "a client did not end within the bound"
+    ends: dict[str, int] = {}
+    for client in clients:
+        assert client.ended
+        data = [e for e in client.events if e.data != "[DONE]"]
+        terminal = [e for e in data if e.event in ("done", "error")]
+        assert len(terminal) == 1, [(e.event, e.data) for e in terminal]
+        assert [e.data for e in client.events].count("[DONE]") == 1
+        ids = [e.id for e in data]
+        assert ids == [f"{client.stream_id}:{n}" for n in range(1, len(ids) + 1)]
+        text = "".join(json.loads(e.data)["content"] for e in data if e.event == "message")
+        assert SLOW_TEXT.startswith(text)
+        kind = terminal[0].event
+        if kind == "error":
+            kind = terminal[0].json()["error"]["type"]
+        else:
+            assert text == SLOW_TEXT
+        ends[kind] = ends.get(kind, 0) + 1
+    # The producers on the killed worker were interrupted; the others were not hurt
+    # by the restart and the pause (both within the budget).
+    assert set(ends) <= {"done", "interrupted"}, ends
+    assert ends.get("interrupted", 0) == STREAMS // 2 and ends.get("done") == STREAMS // 2
+
+    deadline = time.monotonic() + 20
+    while True:
+        statuses = [
+            call(servers[1], "GET", f"/ai/conversations/{cid}").json()["messages"][-1]["status"]
+            for cid in cids
         ]
-        with ThreadPoolExecutor(max_workers=10) as pool:
-            cids = list(pool.map(lambda n: create(servers[n % 2]), range(STREAMS)))
-        clients = [Client(servers, n % 2, cid) for n, cid in enumerate(cids)]
-        threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
-        for thread in threads:
-            thread.start()
-        started = time.monotonic()
-        deadline = started + 30
-        while not all(c.events or c.error for c in clients) and time.monotonic() < deadline:
-            time.sleep(0.1)  # every stream started: the faults come mid-stream
-        assert [c.error for c in clients if c.error] == []
-        assert all(c.events for c in clients), "streams did not start"
-        started = time.monotonic()
-
-        time.sleep(1)  # the chaos timeline, not assertions
-        for pid in worker_pids(servers[0].proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(1)
-        redis_server.restart(down_for=1.0)
-        time.sleep(1.5)
-        redis_server.pause()
-        time.sleep(2)
-        redis_server.resume()
-
-        for thread in threads:
-            thread.join(timeout=max(1.0, started + BOUND - time.monotonic()))
-        assert [(c.first, c.error) for c in clients if c.error] == []
-        assert all(not t.is_alive() for t in threads), "a client did not end within the bound"
-        ends: dict[str, int] = {}
-        for client in clients:
-            assert client.ended
-            data = [e for e in client.events if e.data != "[DONE]"]
-            terminal = [e for e in data if e.event in ("done", "error")]
-            assert len(terminal) == 1, [(e.event, e.data) for e in terminal]
-            assert [e.data for e in client.events].count("[DONE]") == 1
-            ids = [e.id for e in data]
-            assert ids == [f"{client.stream_id}:{n}" for n in range(1, len(ids) + 1)]
-            text = "".join(json.loads(e.data)["content"] for e in data if e.event == "message")
-            assert SLOW_TEXT.startswith(text)
-            kind = terminal[0].event
-            if kind == "error":
-                kind = terminal[0].json()["error"]["type"]
-            else:
-                assert text == SLOW_TEXT
-            ends[kind] = ends.get(kind, 0) + 1
-        # The producers on the killed worker were interrupted; the others were not hurt
-        # by the restart and the pause (both within the budget).
-        assert set(ends) <= {"done", "interrupted"}, ends
-        assert ends.get("interrupted", 0) == STREAMS // 2 and ends.get("done") == STREAMS // 2
-
-        deadline = time.monotonic() + 20
-        while True:
-            statuses = [
-                call(servers[1], "GET", f"/ai/conversations/{cid}").json()["messages"][-1]["status"]
-                for cid in cids
-            ]
-            if "streaming" not in statuses or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)  # polling, not an assertion
-        assert statuses.count("completed") == STREAMS // 2
-        assert statuses.count("failed") == STREAMS // 2
-    finally:
-        with app.app_context():
-            db.drop_all()
-            db.engine.dispose()
+        if "streaming" not in statuses or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling, not an assertion
+    assert statuses.count("completed") == STREAMS // 2
+    assert statuses.count("failed") == STREAMS // 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from flask_ai_sse.sse import SSEDecoder
 from flask_ai_sse.testing import StreamResult
 from flask_ai_sse.testing.upstream import MockReply, OpenAIMock
 
-from ..helpers import ROOT, require_postgres, wait_until
+from ..helpers import ROOT, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
 
@@ -230,70 +229,57 @@ def test_a_killed_producer_ends_its_readers_on_other_workers_as_interrupted(
 
 @pytest.mark.postgres
 def test_a_killed_producers_message_is_marked_interrupted_and_reconcile_asks_heartbeats(
-    gunicorn_server, own_redis
+    gunicorn_server, own_redis, stored_database
 ):
-    from tests.apps.persist_app import SLOW_TEXT, create_app
+    from tests.apps.persist_app import SLOW_TEXT
 
     from ..persistence.test_server import APP, call, create, wait_message
 
     redis_server = own_redis()
-    database = {
-        "SQLALCHEMY_DATABASE_URI": require_postgres(),
-        "AI_SSE_TABLE_PREFIX": f"t{secrets.token_hex(4)}_",
+    settings = {
+        **stored_database,
+        **config(redis_server.url(), AI_SSE_STORE_OUTAGE_BUDGET=1),
+        "AI_SSE_PERSIST_INTERVAL": 0.1,
     }
-    app = create_app(database)
-    db = app.extensions["test_db"]
-    with app.app_context():
-        db.create_all()
-    try:
-        settings = {
-            **database,
-            **config(redis_server.url(), AI_SSE_STORE_OUTAGE_BUDGET=1),
-            "AI_SSE_PERSIST_INTERVAL": 0.1,
-        }
-        a, b = gunicorn_server(settings, app=APP), gunicorn_server(settings, app=APP)
-        cid = create(a)
-        owner = {"X-Owner": "alice"}
-        resp = open_stream(
-            f"{a.url}/ai/stream",
-            method="POST",
-            json={"prompt": "slow and doomed", "conversation_id": cid},
-            headers=owner,
-        )
-        on_a = Timed(resp)
-        wait_until(lambda: on_a.count(b'"content"') >= 3)
-        start = json.loads(on_a.pieces[0][1].split(b"data: ", 1)[1].split(b"\n", 1)[0])
-        stream_id, message_id = start["stream_id"], start["message_id"]
+    a, b = gunicorn_server(settings, app=APP), gunicorn_server(settings, app=APP)
+    cid = create(a)
+    owner = {"X-Owner": "alice"}
+    resp = open_stream(
+        f"{a.url}/ai/stream",
+        method="POST",
+        json={"prompt": "slow and doomed", "conversation_id": cid},
+        headers=owner,
+    )
+    on_a = Timed(resp)
+    wait_until(lambda: on_a.count(b'"content"') >= 3)
+    start = json.loads(on_a.pieces[0][1].split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    stream_id, message_id = start["stream_id"], start["message_id"]
 
-        def reconcile(*args: str) -> str:
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            env.update({f"APP_{k}": json.dumps(v) for k, v in settings.items()})
-            cmd = [sys.executable, "-m", "flask", "--app", APP.removesuffix("()")]
-            done = subprocess.run(
-                [*cmd, "ai-sse", "reconcile", *args],
-                env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert done.returncode == 0, done.stderr
-            return done.stdout
+    def reconcile(*args: str) -> str:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.update({f"APP_{k}": json.dumps(v) for k, v in settings.items()})
+        cmd = [sys.executable, "-m", "flask", "--app", APP.removesuffix("()")]
+        done = subprocess.run(
+            [*cmd, "ai-sse", "reconcile", *args],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
-        # Its producer beats: even "--older-than 0" leaves a live stream alone.
-        assert "Marked 0 " in reconcile("--older-than", "0")
+    # Its producer beats: even "--older-than 0" leaves a live stream alone.
+    assert "Marked 0 " in reconcile("--older-than", "0")
 
-        on_b = Timed(open_stream(f"{b.url}/ai/streams/{stream_id}", headers=owner, timeout=30))
-        wait_until(lambda: on_b.count(b'"content"') >= 1)
-        for pid in worker_pids(a.proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        result = on_b.result(timeout=30)
-        assert result.terminal is not None
-        assert result.terminal.json()["error"]["type"] == "interrupted"
-        message = wait_message(b, cid, message_id, owner="alice")
-        assert message["status"] == "failed"
-        assert message["content"] and SLOW_TEXT.startswith(message["content"])
-        assert call(b, "GET", f"/ai/conversations/{cid}").status_code == 200
-    finally:
-        with app.app_context():
-            db.drop_all()
-            db.engine.dispose()
+    on_b = Timed(open_stream(f"{b.url}/ai/streams/{stream_id}", headers=owner, timeout=30))
+    wait_until(lambda: on_b.count(b'"content"') >= 1)
+    for pid in worker_pids(a.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    result = on_b.result(timeout=30)
+    assert result.terminal is not None
+    assert result.terminal.json()["error"]["type"] == "interrupted"
+    message = wait_message(b, cid, message_id, owner="alice")
+    assert message["status"] == "failed"
+    assert message["content"] and SLOW_TEXT.startswith(message["content"])
+    assert call(b, "GET", f"/ai/conversations/{cid}").status_code == 200
 
 
 def test_connections_per_worker_stay_a_small_constant_at_200_streams(gunicorn_server, own_redis):
