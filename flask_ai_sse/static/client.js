@@ -188,12 +188,9 @@ export class AIStream {
     else if (this._queue) this._queue.push(item);
   }
 
-  _finish(summary) {
-    if (this.ended) return;
-    this.ended = true;
-    this.client._forget(this);
-    for (const waiter of this._waiters.splice(0)) waiter({ value: undefined, done: true });
-    this._settle({
+  /** What the stream's promise settles with: what arrived, and how it ended. */
+  _summary(ending = {}) {
+    return {
       streamId: this.streamId,
       text: this.text,
       reasoning: this.reasoning,
@@ -203,8 +200,16 @@ export class AIStream {
       usage: null,
       done: null,
       error: null,
-      ...summary,
-    });
+      ...ending,
+    };
+  }
+
+  _finish(summary) {
+    if (this.ended) return;
+    this.ended = true;
+    this.client._forget(this);
+    for (const waiter of this._waiters.splice(0)) waiter({ value: undefined, done: true });
+    this._settle(this._summary(summary));
     this.handlers.onEnd?.();
   }
 
@@ -291,17 +296,7 @@ export class AIStream {
     this.ended = true;
     this._controller.abort();
     for (const waiter of this._waiters.splice(0)) waiter({ value: undefined, done: true });
-    this._settle({
-      streamId: this.streamId,
-      text: this.text,
-      reasoning: this.reasoning,
-      toolCalls: this.toolCalls,
-      toolResults: this.toolResults,
-      finishReason: null,
-      usage: null,
-      done: null,
-      error: null,
-    });
+    this._settle(this._summary());
   }
 
   _abortHere() {
